@@ -1,0 +1,166 @@
+//! The janitor actor: every `ttl_cleanup_interval` it removes expired RocksDB
+//! entries, walking the expiry index in batches (see
+//! [`backend::rocksdb`](crate::backend::rocksdb)), so its cost follows the
+//! number of expired entries, not the size of the database.
+//!
+//! Sweep batches run on the backend's worker threads, interleaved with
+//! foreground requests in the same queue, so a large sweep delays a request by
+//! at most one batch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::backend::{BackendSlot, Command, Reply, Request};
+use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::stats::{Event, Recorder};
+
+/// Expired entries removed per batch (one worker message).
+const BATCH: usize = 1024;
+/// Deadline of one batch: generous, a sweep is background work.
+const BATCH_DEADLINE: Duration = Duration::from_secs(60);
+
+pub(crate) struct Janitor {
+    slot: Arc<BackendSlot>,
+    interval: Duration,
+    recorder: Recorder,
+    /// Resolves when the supervisor drops its sender: time to stop.
+    stop: Option<oneshot::Receiver<()>>,
+}
+
+impl Janitor {
+    pub(crate) fn new(
+        slot: Arc<BackendSlot>,
+        interval: Duration,
+        recorder: Recorder,
+        stop: oneshot::Receiver<()>,
+    ) -> Self {
+        Janitor {
+            slot,
+            interval,
+            recorder,
+            stop: Some(stop),
+        }
+    }
+
+    fn schedule(&self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.interval, |act, ctx| act.sweep(ctx, None, true));
+    }
+
+    fn sweep(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reply: Option<oneshot::Sender<Result<u64>>>,
+        periodic: bool,
+    ) {
+        let slot = self.slot.clone();
+        let recorder = self.recorder.clone();
+        let work = async move {
+            let started = Instant::now();
+            let result = sweep_all(&slot).await;
+            if let Ok((removed, scanned)) = result {
+                recorder.record(Event::Sweep {
+                    removed,
+                    scanned,
+                    duration: started.elapsed(),
+                });
+            }
+            result.map(|(removed, _)| removed)
+        };
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            match (&result, periodic) {
+                (Ok(n), _) if *n > 0 => tracing::debug!("janitor removed {n} expired entries"),
+                (Err(e), true) => tracing::warn!("janitor sweep failed (will retry): {e}"),
+                _ => {}
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+            if periodic {
+                act.schedule(ctx);
+            }
+        }));
+    }
+}
+
+/// Runs sweep batches until none is left; answers (removed, scanned).
+async fn sweep_all(slot: &BackendSlot) -> Result<(u64, u64)> {
+    let (mut removed, mut scanned) = (0, 0);
+    loop {
+        let (tx, rx) = oneshot::channel();
+        let req = Request {
+            command: Command::Sweep { limit: BATCH },
+            deadline: Instant::now() + BATCH_DEADLINE,
+            reply: tx,
+            _permit: None,
+        };
+        if slot.send(req).is_err() {
+            return Err(KeystoreError::new(
+                ErrorKind::Shutdown,
+                "expiry sweep: the keystore has shut down",
+            ));
+        }
+        match rx.await {
+            Ok(Ok(Reply::Swept {
+                removed: r,
+                scanned: s,
+                more,
+            })) => {
+                removed += r;
+                scanned += s;
+                if !more {
+                    return Ok((removed, scanned));
+                }
+            }
+            Ok(Ok(other)) => {
+                return Err(KeystoreError::new(
+                    ErrorKind::Backend,
+                    format!("expiry sweep: unexpected backend answer {other:?}"),
+                ));
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(KeystoreError::new(
+                    ErrorKind::Shutdown,
+                    "expiry sweep: the backend stopped before answering",
+                ));
+            }
+        }
+    }
+}
+
+impl Actor for Janitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(stop) = self.stop.take() {
+            ctx.spawn(
+                async move {
+                    let _ = stop.await;
+                }
+                .into_actor(self)
+                .map(|_, _, ctx| ctx.stop()),
+            );
+        }
+        self.schedule(ctx);
+    }
+}
+
+/// Sweep now (outside the schedule); answers the number of entries removed.
+pub(crate) struct SweepNow {
+    pub reply: oneshot::Sender<Result<u64>>,
+}
+
+impl Message for SweepNow {
+    type Result = ();
+}
+
+impl Handler<SweepNow> for Janitor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SweepNow, ctx: &mut Context<Self>) {
+        self.sweep(ctx, Some(msg.reply), false);
+    }
+}

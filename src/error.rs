@@ -1,0 +1,182 @@
+//! The one error type of the crate, [`KeystoreError`], and its [`ErrorKind`].
+//!
+//! Every message says what failed, where (file, key, address or path) and,
+//! where there is one, how to fix it. Callers branch on [`ErrorKind`] or on the
+//! classifiers ([`KeystoreError::is_timeout`], [`KeystoreError::is_connection_error`], ...)
+//! rather than on message text, which may be reworded.
+
+use std::fmt;
+
+/// The result type of every fallible call in this crate.
+pub type Result<T, E = KeystoreError> = std::result::Result<T, E>;
+
+/// What kind of failure a [`KeystoreError`] is.
+///
+/// New kinds may be added in minor releases, so matches need a `_` arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration file is missing, unreadable, not YAML, or has a bad value.
+    Config,
+    /// A network backend could not be reached, or the connection dropped.
+    Connection,
+    /// The server refused our credentials (wrong ACL user or password).
+    Auth,
+    /// TLS setup or handshake failed (bad CA file, wrong certificate).
+    Tls,
+    /// The backend answered with an error of its own.
+    Backend,
+    /// An embedded database is locked by another process (or another handle).
+    Locked,
+    /// The embedded database does not exist and `create_if_missing` is off.
+    NotFound,
+    /// A stored value is not in the format this crate writes.
+    CorruptValue,
+    /// A value could not be encoded to, or decoded from, JSON as the caller's type.
+    Serialization,
+    /// The request did not complete within the configured request timeout.
+    Timeout,
+    /// Too many requests in flight: the engine stayed full for the whole timeout.
+    Busy,
+    /// The engine has shut down (or its backend actor is gone).
+    Shutdown,
+    /// A backend call panicked; the supervisor restarts the backend.
+    Panic,
+    /// The API was used in a way that cannot work (e.g. a blocking call on an async thread).
+    Usage,
+    /// An I/O error outside the backends (e.g. creating a directory).
+    Io,
+}
+
+impl ErrorKind {
+    /// A short, stable, lower-case name: used as the `kind` label in metrics.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Backend => "backend",
+            ErrorKind::Locked => "locked",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::CorruptValue => "corrupt_value",
+            ErrorKind::Serialization => "serialization",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Shutdown => "shutdown",
+            ErrorKind::Panic => "panic",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of every fallible call in this crate.
+///
+/// `Display` gives the whole message (what, where, how to fix); [`kind`](Self::kind)
+/// gives the category to branch on. Cheap to clone, so one failure can be
+/// answered to several waiters.
+#[derive(Clone)]
+pub struct KeystoreError {
+    kind: ErrorKind,
+    message: String,
+    /// The underlying error's text, kept separate so the message stays readable.
+    source_text: Option<String>,
+}
+
+impl KeystoreError {
+    /// A new error of `kind` with a full message.
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        KeystoreError {
+            kind,
+            message: message.into(),
+            source_text: None,
+        }
+    }
+
+    /// Appends the underlying cause's text (`message: cause`).
+    pub(crate) fn with_source(mut self, source: impl fmt::Display) -> Self {
+        self.source_text = Some(source.to_string());
+        self
+    }
+
+    /// The category of this error.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The request did not finish in time (including waiting for room in a full engine).
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, ErrorKind::Timeout | ErrorKind::Busy)
+    }
+
+    /// The backend could not be reached or the connection dropped: retrying later may work.
+    #[must_use]
+    pub fn is_connection_error(&self) -> bool {
+        matches!(self.kind, ErrorKind::Connection | ErrorKind::Tls)
+    }
+
+    /// The configuration is wrong: fix the file, retrying will not help.
+    #[must_use]
+    pub fn is_config_error(&self) -> bool {
+        matches!(self.kind, ErrorKind::Config)
+    }
+
+    /// The stored data or the caller's type does not match: an error for that key only.
+    #[must_use]
+    pub fn is_data_error(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::CorruptValue | ErrorKind::Serialization
+        )
+    }
+}
+
+impl fmt::Display for KeystoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source_text {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for KeystoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeystoreError({}: {self})", self.kind)
+    }
+}
+
+impl std::error::Error for KeystoreError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_includes_source_and_kind_classifies() {
+        let e = KeystoreError::new(
+            ErrorKind::Connection,
+            "Redis connection failed: 127.0.0.1:1",
+        )
+        .with_source("Connection refused");
+        assert_eq!(
+            e.to_string(),
+            "Redis connection failed: 127.0.0.1:1: Connection refused"
+        );
+        assert!(e.is_connection_error());
+        assert!(!e.is_timeout());
+        assert!(KeystoreError::new(ErrorKind::Busy, "full").is_timeout());
+        assert_eq!(format!("{e:?}").contains("connection"), true);
+    }
+}

@@ -1,0 +1,199 @@
+//! `objdatakey`: check, inspect and use a keystore from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use objdatakey::{BackendKind, Config, ConfigLoader, Keystore, RedisConfig, Ttl};
+
+/// Check, inspect and use an objdatakey keystore.
+#[derive(Parser, Debug)]
+#[command(name = "objdatakey", version, about)]
+struct Cli {
+    /// Config file (default: $OBJDATAKEY_CONFIG, else ./config.yaml).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the config source and keystore type, then test the connection.
+    Check,
+    /// Print the backend type and its settings (secrets as set/unset).
+    Info,
+    /// Store a JSON value.
+    Set {
+        /// Key name.
+        name: String,
+        /// The value, as JSON text (e.g. '{"a": 1}' or '"text"').
+        json: String,
+        /// Seconds, `never`, or `default` (system.cachettl).
+        #[arg(long, default_value = "default")]
+        ttl: Ttl,
+    },
+    /// Print a stored value as JSON; exit 1 when missing or expired.
+    Get {
+        /// Key name.
+        name: String,
+    },
+    /// Delete a key.
+    Del {
+        /// Key name.
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> objdatakey::Result<Config> {
+    let mut loader = ConfigLoader::from_env();
+    if let Some(p) = &cli.config {
+        loader = loader.path(p);
+    }
+    loader.load()
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Check => {
+            println!("Config: {}", config.source);
+            println!("Current keystore type: {}", config.backend);
+            if !config.enabled {
+                println!("Keystore is disabled (keystore.enabled: false).");
+                return Ok(ExitCode::FAILURE);
+            }
+            let keystore = Keystore::from_config(config)?;
+            keystore.blocking().ping()?;
+            println!("Keystore connection is active.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info => {
+            print_info(&config);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Set { name, json, ttl } => {
+            let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
+                format!(
+                    "the value for key {name:?} is not valid JSON ({e}); quote text as '\"text\"'"
+                )
+            })?;
+            let keystore = Keystore::from_config(config)?;
+            keystore.blocking().set_cache(&name, &value, ttl)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get { name } => {
+            let keystore = Keystore::from_config(config)?;
+            match keystore.blocking().get_json(&name)? {
+                Some(json) => {
+                    println!("{json}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("key {name:?} not found (missing or expired)");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Del { name } => {
+            let keystore = Keystore::from_config(config)?;
+            if keystore.blocking().delete(&name)? {
+                println!("deleted");
+            } else {
+                println!("not found");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn print_server(name: &str, s: &RedisConfig, active: bool) {
+    println!("{name}:{}", if active { " (active)" } else { "" });
+    if s.nodes.is_empty() {
+        println!("  address: {}", s.address());
+    } else {
+        let nodes: Vec<String> = s
+            .nodes
+            .iter()
+            .map(|n| format!("{}:{}", n.host, n.port))
+            .collect();
+        println!("  cluster nodes: {}", nodes.join(", "));
+    }
+    println!("  user: {}", s.user.as_deref().unwrap_or("(none)"));
+    println!(
+        "  password: {}",
+        if s.password.is_some() { "set" } else { "unset" }
+    );
+    println!("  ssl: {}", yes_no(s.ssl));
+    if let Some(ca) = &s.ca_file {
+        println!("  ca_file: {}", ca.display());
+    }
+}
+
+fn print_info(c: &Config) {
+    println!("Config: {}", c.source);
+    println!("Keystore type: {}", c.backend);
+    println!("Enabled: {}", yes_no(c.enabled));
+    match c.default_ttl {
+        Some(t) => println!("Default TTL (system.cachettl): {t} s"),
+        None => println!("Default TTL (system.cachettl): never"),
+    }
+    println!("Max in flight: {}", c.engine.max_in_flight);
+    println!(
+        "Request timeout: {} ms",
+        c.engine.request_timeout.as_millis()
+    );
+    print_server("Redis", &c.redis, c.backend == BackendKind::Redis);
+    print_server(
+        "Dragonfly",
+        &c.dragonfly,
+        c.backend == BackendKind::Dragonfly,
+    );
+    let r = &c.rocksdb;
+    println!(
+        "RocksDB:{}",
+        if c.backend == BackendKind::RocksDb {
+            " (active)"
+        } else {
+            ""
+        }
+    );
+    let abs = std::path::absolute(&r.path).unwrap_or_else(|_| r.path.clone());
+    println!("  path: {} ({})", r.path.display(), abs.display());
+    println!("  create_if_missing: {}", yes_no(r.create_if_missing));
+    println!(
+        "  ttl_cleanup_interval: {} s",
+        r.ttl_cleanup_interval.as_secs_f64()
+    );
+    println!("  workers: {}", r.workers);
+    match c.metrics.listen {
+        Some(a) => println!("Metrics: http://{a}/metrics"),
+        None => println!("Metrics: off"),
+    }
+    for w in &c.warnings {
+        println!("Warning: {w}");
+    }
+}

@@ -1,0 +1,427 @@
+//! Counting what the engine does: the hot-path [`Recorder`], the events it
+//! sends, the aggregate the metrics actor keeps, and the public [`Stats`] snapshot.
+//!
+//! Recording never waits: an event goes into a bounded `crossbeam-channel` with
+//! `try_send`. If the metrics actor ever falls so far behind that the channel is
+//! full, the event is dropped and counted in [`Stats::events_dropped`], so an
+//! undercount is visible rather than silent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::BackendKind;
+use crate::error::ErrorKind;
+
+/// Events the channel holds before recording starts dropping them.
+pub(crate) const EVENT_CAPACITY: usize = 1 << 16;
+
+/// The operations the engine counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// `get_cache`.
+    Get,
+    /// `set_cache`.
+    Set,
+    /// `delete`.
+    Delete,
+    /// `has_keystore` / `ping`.
+    Ping,
+}
+
+impl Op {
+    /// Every op, in label order.
+    pub const ALL: [Op; 4] = [Op::Get, Op::Set, Op::Delete, Op::Ping];
+
+    /// The `op` label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::Delete => "delete",
+            Op::Ping => "ping",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How one operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A get that found a live value.
+    Hit,
+    /// A get that found nothing (or an expired value).
+    Miss,
+    /// Any other op that succeeded.
+    Ok,
+    /// Failed.
+    Error(ErrorKind),
+}
+
+/// One thing that happened, as the metrics actor receives it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Event {
+    Op {
+        op: Op,
+        outcome: Outcome,
+        latency: Duration,
+    },
+    Sweep {
+        removed: u64,
+        scanned: u64,
+        duration: Duration,
+    },
+    Restart,
+}
+
+/// The hot-path side of metrics: cheap to clone, never blocks.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    tx: crossbeam_channel::Sender<Event>,
+    /// Events lost to a full channel (see the module docs).
+    dropped: Arc<AtomicU64>,
+}
+
+impl Recorder {
+    pub(crate) fn new() -> (Self, crossbeam_channel::Receiver<Event>, Arc<AtomicU64>) {
+        let (tx, rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
+        let dropped = Arc::new(AtomicU64::new(0));
+        (
+            Recorder {
+                tx,
+                dropped: dropped.clone(),
+            },
+            rx,
+            dropped,
+        )
+    }
+
+    pub(crate) fn record(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn op(&self, op: Op, outcome: Outcome, latency: Duration) {
+        self.record(Event::Op {
+            op,
+            outcome,
+            latency,
+        });
+    }
+}
+
+/// A latency histogram with four log-spaced buckets per power of two of
+/// nanoseconds: quantiles are exact to within about 19%.
+#[derive(Clone)]
+pub(crate) struct LatencyHistogram {
+    buckets: Box<[u64; 256]>,
+    count: u64,
+    sum_ns: u128,
+    max_ns: u64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            buckets: Box::new([0; 256]),
+            count: 0,
+            sum_ns: 0,
+            max_ns: 0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    fn bucket(ns: u64) -> usize {
+        if ns < 4 {
+            return ns as usize;
+        }
+        let log = 63 - ns.leading_zeros() as usize; // >= 2
+        let sub = ((ns >> (log - 2)) & 3) as usize;
+        log * 4 + sub
+    }
+
+    /// The largest value that falls in bucket `b`.
+    fn upper(b: usize) -> u64 {
+        if b < 4 {
+            return b as u64;
+        }
+        let (log, sub) = (b / 4, (b % 4) as u64);
+        let base = 1u64 << log;
+        base + (sub + 1) * (base >> 2) - 1
+    }
+
+    pub(crate) fn record(&mut self, d: Duration) {
+        let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.buckets[Self::bucket(ns)] += 1;
+        self.count += 1;
+        self.sum_ns += u128::from(ns);
+        self.max_ns = self.max_ns.max(ns);
+    }
+
+    fn quantile(&self, q: f64) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (b, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Duration::from_nanos(Self::upper(b).min(self.max_ns));
+            }
+        }
+        Duration::from_nanos(self.max_ns)
+    }
+
+    pub(crate) fn summary(&self) -> LatencySummary {
+        LatencySummary {
+            mean: if self.count == 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_nanos((self.sum_ns / u128::from(self.count)) as u64)
+            },
+            p50: self.quantile(0.50),
+            p95: self.quantile(0.95),
+            p99: self.quantile(0.99),
+            max: Duration::from_nanos(self.max_ns),
+        }
+    }
+}
+
+/// Latency of one operation, end to end as the caller saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    /// Arithmetic mean.
+    pub mean: Duration,
+    /// Median (bucket upper bound, within about 19%).
+    pub p50: Duration,
+    /// 95th percentile.
+    pub p95: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest seen.
+    pub max: Duration,
+}
+
+/// Counts for one operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpStats {
+    /// Calls completed (successes and errors).
+    pub count: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Latency of all calls.
+    pub latency: LatencySummary,
+}
+
+/// A snapshot of what a keystore has done since it started.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The active backend.
+    pub backend: BackendKind,
+    /// `get_cache` calls that found a live value.
+    pub hits: u64,
+    /// `get_cache` calls that found nothing or an expired value.
+    pub misses: u64,
+    /// Per-operation counts and latency.
+    pub get: OpStats,
+    /// See [`Stats::get`].
+    pub set: OpStats,
+    /// See [`Stats::get`].
+    pub delete: OpStats,
+    /// See [`Stats::get`].
+    pub ping: OpStats,
+    /// Failed calls by error kind.
+    pub errors_by_kind: Vec<(ErrorKind, u64)>,
+    /// Requests admitted and not yet answered.
+    pub in_flight: usize,
+    /// The in-flight limit.
+    pub max_in_flight: usize,
+    /// Times the supervisor restarted the backend actor.
+    pub backend_restarts: u64,
+    /// Janitor sweeps completed.
+    pub janitor_sweeps: u64,
+    /// Expired entries the janitor deleted.
+    pub janitor_removed: u64,
+    /// Events lost because the metrics channel was full (normally 0).
+    pub events_dropped: u64,
+}
+
+impl Stats {
+    pub(crate) fn empty(backend: BackendKind) -> Self {
+        Stats {
+            backend,
+            hits: 0,
+            misses: 0,
+            get: OpStats::default(),
+            set: OpStats::default(),
+            delete: OpStats::default(),
+            ping: OpStats::default(),
+            errors_by_kind: Vec::new(),
+            in_flight: 0,
+            max_in_flight: 0,
+            backend_restarts: 0,
+            janitor_sweeps: 0,
+            janitor_removed: 0,
+            events_dropped: 0,
+        }
+    }
+
+    /// `hits / (hits + misses)`, or `None` before the first get.
+    #[must_use]
+    pub fn hit_rate(&self) -> Option<f64> {
+        let total = self.hits + self.misses;
+        (total > 0).then(|| self.hits as f64 / total as f64)
+    }
+
+    /// All failed calls.
+    #[must_use]
+    pub fn errors(&self) -> u64 {
+        self.errors_by_kind.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The counts of one op.
+    #[must_use]
+    pub fn op(&self, op: Op) -> &OpStats {
+        match op {
+            Op::Get => &self.get,
+            Op::Set => &self.set,
+            Op::Delete => &self.delete,
+            Op::Ping => &self.ping,
+        }
+    }
+}
+
+/// The metrics actor's running totals.
+#[derive(Default)]
+pub(crate) struct Aggregate {
+    pub hits: u64,
+    pub misses: u64,
+    pub counts: [u64; 4],
+    pub errors: [u64; 4],
+    pub latency: [LatencyHistogram; 4],
+    pub errors_by_kind: Vec<(ErrorKind, u64)>,
+    pub restarts: u64,
+    pub sweeps: u64,
+    pub removed: u64,
+}
+
+impl Aggregate {
+    pub(crate) fn apply(&mut self, event: &Event) {
+        match *event {
+            Event::Op {
+                op,
+                outcome,
+                latency,
+            } => {
+                let i = op.index();
+                self.counts[i] += 1;
+                self.latency[i].record(latency);
+                match outcome {
+                    Outcome::Hit => self.hits += 1,
+                    Outcome::Miss => self.misses += 1,
+                    Outcome::Ok => {}
+                    Outcome::Error(kind) => {
+                        self.errors[i] += 1;
+                        match self.errors_by_kind.iter_mut().find(|(k, _)| *k == kind) {
+                            Some((_, n)) => *n += 1,
+                            None => self.errors_by_kind.push((kind, 1)),
+                        }
+                    }
+                }
+            }
+            Event::Sweep { removed, .. } => {
+                self.sweeps += 1;
+                self.removed += removed;
+            }
+            Event::Restart => self.restarts += 1,
+        }
+    }
+
+    pub(crate) fn snapshot(&self, backend: BackendKind) -> Stats {
+        let op = |o: Op| OpStats {
+            count: self.counts[o.index()],
+            errors: self.errors[o.index()],
+            latency: self.latency[o.index()].summary(),
+        };
+        let mut s = Stats::empty(backend);
+        s.hits = self.hits;
+        s.misses = self.misses;
+        s.get = op(Op::Get);
+        s.set = op(Op::Set);
+        s.delete = op(Op::Delete);
+        s.ping = op(Op::Ping);
+        s.errors_by_kind = self.errors_by_kind.clone();
+        s.backend_restarts = self.restarts;
+        s.janitor_sweeps = self.sweeps;
+        s.janitor_removed = self.removed;
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_monotonic_and_bound_values() {
+        for ns in [
+            0u64,
+            1,
+            3,
+            4,
+            5,
+            7,
+            8,
+            1000,
+            1023,
+            1024,
+            123_456_789,
+            u64::MAX / 2,
+        ] {
+            let b = LatencyHistogram::bucket(ns);
+            assert!(LatencyHistogram::upper(b) >= ns, "{ns}");
+            if b > 0 {
+                assert!(LatencyHistogram::upper(b - 1) < ns, "{ns}");
+            }
+        }
+        let mut h = LatencyHistogram::default();
+        for us in 1..=100u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let s = h.summary();
+        assert!(s.p50 >= Duration::from_micros(50) && s.p50 <= Duration::from_micros(60));
+        assert!(s.p99 >= Duration::from_micros(99));
+        assert_eq!(s.max, Duration::from_micros(100));
+    }
+
+    #[test]
+    fn aggregate_counts_exactly() {
+        let mut a = Aggregate::default();
+        let ev = |op, outcome| Event::Op {
+            op,
+            outcome,
+            latency: Duration::from_micros(5),
+        };
+        for e in [
+            ev(Op::Get, Outcome::Hit),
+            ev(Op::Get, Outcome::Miss),
+            ev(Op::Get, Outcome::Miss),
+            ev(Op::Set, Outcome::Ok),
+            ev(Op::Set, Outcome::Error(ErrorKind::Timeout)),
+        ] {
+            a.apply(&e);
+        }
+        let s = a.snapshot(BackendKind::RocksDb);
+        assert_eq!((s.hits, s.misses, s.get.count, s.set.errors), (1, 2, 3, 1));
+        assert_eq!(s.errors(), 1);
+        assert!((s.hit_rate().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    }
+}
