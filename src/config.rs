@@ -450,8 +450,10 @@ impl Config {
 
         let mk = ["metrics"];
         doc.mapping_at(&mk)?;
-        if let Some(s) = doc.string_at(&["metrics", "listen"])? {
-            if !s.trim().is_empty() {
+        if let Some(s) = doc.string_at(&["metrics", "listen"])?
+            && !s.trim().is_empty()
+        {
+            {
                 cfg.metrics.listen = Some(s.trim().parse::<SocketAddr>().map_err(|_| {
                     doc.err(
                         &["metrics", "listen"],

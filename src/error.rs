@@ -177,6 +177,6 @@ mod tests {
         assert!(e.is_connection_error());
         assert!(!e.is_timeout());
         assert!(KeystoreError::new(ErrorKind::Busy, "full").is_timeout());
-        assert_eq!(format!("{e:?}").contains("connection"), true);
+        assert!(format!("{e:?}").contains("connection"));
     }
 }

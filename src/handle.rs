@@ -194,10 +194,10 @@ impl Engine {
     /// Stops an owned engine thread and waits until the database is closed.
     fn wait_stopped(&self) {
         self.host.lock().stop();
-        if let Some(c) = &self.closed {
-            if !wait_closed(c) {
-                tracing::warn!("the embedded database was still open 10 s after shutdown");
-            }
+        if let Some(c) = &self.closed
+            && !wait_closed(c)
+        {
+            tracing::warn!("the embedded database was still open 10 s after shutdown");
         }
     }
 }
@@ -523,6 +523,19 @@ impl Keystore {
         };
         engine
             .call(self.backend(), Op::Ping, None, Command::Panic)
+            .await
+            .map(|_| ())
+    }
+
+    /// Holds one backend worker busy for `d` (tests of backpressure only).
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub async fn inject_backend_stall(&self, d: Duration) -> Result<()> {
+        let Some(engine) = self.engine() else {
+            return Ok(());
+        };
+        engine
+            .call(self.backend(), Op::Ping, None, Command::Stall(d))
             .await
             .map(|_| ())
     }

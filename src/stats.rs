@@ -70,6 +70,7 @@ pub(crate) enum Event {
         outcome: Outcome,
         latency: Duration,
     },
+    #[allow(dead_code)] // scanned and duration are exported as metrics
     Sweep {
         removed: u64,
         scanned: u64,

@@ -39,6 +39,9 @@ pub(crate) enum Command {
     /// Panics inside the backend call (tests of the supervisor only).
     #[cfg(feature = "fault-injection")]
     Panic,
+    /// Holds a backend worker for this long (tests of backpressure only).
+    #[cfg(feature = "fault-injection")]
+    Stall(std::time::Duration),
 }
 
 impl Command {
@@ -52,6 +55,8 @@ impl Command {
             Command::Sweep { .. } => "expiry sweep".to_owned(),
             #[cfg(feature = "fault-injection")]
             Command::Panic => "injected panic".to_owned(),
+            #[cfg(feature = "fault-injection")]
+            Command::Stall(_) => "injected stall".to_owned(),
         }
     }
 }
@@ -115,6 +120,7 @@ pub(crate) enum BackendTx {
     /// A pool of blocking worker threads (RocksDB), fed directly: one queue hop.
     Pool(crossbeam_channel::Sender<Request>),
     /// An async actor (Redis, Dragonfly).
+    #[allow(dead_code)] // constructed by the network backends
     Actor(Recipient<Request>),
 }
 

@@ -263,14 +263,13 @@ impl RocksStore {
             };
             if let Some(bytes) = self.db.get_pinned(key).map_err(|e| self.sweep_error(e))? {
                 // Delete the value only if it is still the one this entry indexes.
-                if let Ok(entry) = format::decode(&bytes) {
-                    if entry.expires_at >= 0.0
-                        && entry.expires_at as u64 == *exp
-                        && entry.is_expired(now)
-                    {
-                        batch.delete(key);
-                        out.removed += 1;
-                    }
+                if let Ok(entry) = format::decode(&bytes)
+                    && entry.expires_at >= 0.0
+                    && entry.expires_at as u64 == *exp
+                    && entry.is_expired(now)
+                {
+                    batch.delete(key);
+                    out.removed += 1;
                 }
             }
             batch.delete(idx);

@@ -118,10 +118,10 @@ impl Host {
     pub(crate) fn stop(&mut self) {
         if let Host::Owned { system, thread } = self {
             system.stop();
-            if let Some(t) = thread.take() {
-                if t.thread().id() != std::thread::current().id() {
-                    let _ = t.join();
-                }
+            if let Some(t) = thread.take()
+                && t.thread().id() != std::thread::current().id()
+            {
+                let _ = t.join();
             }
         }
     }

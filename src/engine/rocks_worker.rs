@@ -80,6 +80,11 @@ impl RocksWorker {
             }
             #[cfg(feature = "fault-injection")]
             Command::Panic => panic!("injected panic in the RocksDB backend"),
+            #[cfg(feature = "fault-injection")]
+            Command::Stall(d) => {
+                std::thread::sleep(*d);
+                Reply::Done
+            }
         })
     }
 

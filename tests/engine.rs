@@ -1,0 +1,367 @@
+//! The engine around the backend: where it runs (actix, tokio, plain threads),
+//! the supervisor, backpressure, concurrency, the disabled switch.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use objdatakey::{BackendKind, ErrorKind, Keystore, Ttl};
+
+fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+#[test]
+fn handle_is_send_sync_and_cheap_to_clone() {
+    assert_send_sync_clone::<Keystore>();
+    assert_send_sync_clone::<objdatakey::BlockingKeystore>();
+    assert_eq!(
+        std::mem::size_of::<Keystore>(),
+        std::mem::size_of::<usize>()
+    );
+}
+
+#[actix::test]
+async fn works_inside_an_actix_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _) = rocks_keystore(dir.path());
+    ks.set_cache("k", &vec![1, 2], Ttl::Never).await.unwrap();
+    assert_eq!(
+        ks.get_cache::<Vec<i32>>("k").await.unwrap(),
+        Some(vec![1, 2])
+    );
+    // From an actor's point of view: spawned local tasks on the same arbiter.
+    let ks2 = ks.clone();
+    let got = actix::spawn(async move { ks2.get_cache::<Vec<i32>>("k").await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Some(vec![1, 2]));
+    assert!(ks.has_keystore().await);
+    ks.shutdown().await;
+    // The shared System keeps running after our engine stopped.
+    assert!(actix::System::try_current().is_some());
+}
+
+#[test]
+fn works_inside_a_current_thread_tokio_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (ks, _) = rocks_keystore(dir.path());
+        ks.set_cache("k", "v", Ttl::Never).await.unwrap();
+        assert_eq!(
+            ks.get_cache::<String>("k").await.unwrap().as_deref(),
+            Some("v")
+        );
+        ks.shutdown().await;
+    });
+}
+
+#[test]
+fn works_from_a_runtime_without_a_timer_and_from_futures_executors() {
+    // The request timeout's timer lives on the engine's runtime, so a caller's
+    // runtime needs no timer of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _) = rocks_keystore(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        ks.set_cache("k", &1, Ttl::Never).await.unwrap();
+        assert_eq!(ks.get_cache::<i32>("k").await.unwrap(), Some(1));
+    });
+    // A bare executor with no runtime at all.
+    let got = std::thread::spawn(move || {
+        let fut = ks.get_cache::<i32>("k");
+        block_on_thread(fut)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(got.unwrap(), Some(1));
+}
+
+/// A minimal executor: polls on this thread, parks between wake-ups.
+fn block_on_thread<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn blocking_api_from_plain_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _) = rocks_keystore(dir.path());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let sync = ks.blocking();
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    let key = format!("t{t}:{i}");
+                    sync.set_cache(&key, &(t * 1000 + i), Ttl::Never).unwrap();
+                    assert_eq!(sync.get_cache::<i32>(&key).unwrap(), Some(t * 1000 + i));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = ks.blocking().stats().unwrap();
+    assert_eq!((stats.set.count, stats.hits), (800, 800));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_api_on_an_async_thread_is_a_usage_error_not_a_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _) = rocks_keystore(dir.path());
+    let err = ks.blocking().get_cache::<i32>("k").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(err.to_string().contains(".await"), "{err}");
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_backend_is_an_error_and_the_next_call_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _) = rocks_keystore(dir.path());
+    ks.set_cache("before", &1, Ttl::Never).await.unwrap();
+    let err = ks.inject_backend_panic().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Panic);
+    assert!(err.to_string().contains("injected panic"), "{err}");
+    // The very next calls work, data intact, on a restarted backend.
+    assert_eq!(ks.get_cache::<i32>("before").await.unwrap(), Some(1));
+    ks.set_cache("after", &2, Ttl::Never).await.unwrap();
+    assert_eq!(ks.get_cache::<i32>("after").await.unwrap(), Some(2));
+    let mut restarts = 0;
+    for _ in 0..100 {
+        restarts = ks.stats().await.backend_restarts;
+        if restarts == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(restarts, 1);
+    // Several panics in a row: each is answered, each restarts, the handle lives.
+    for _ in 0..3 {
+        assert_eq!(
+            ks.inject_backend_panic().await.unwrap_err().kind(),
+            ErrorKind::Panic
+        );
+    }
+    assert!(ks.has_keystore().await);
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_operations_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _) = rocks_keystore(dir.path());
+    // 100 tasks x 50 sets, then 100 tasks x 50 gets: 10 000 operations.
+    let mut tasks = Vec::new();
+    for t in 0..100u32 {
+        let ks = ks.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50u32 {
+                let v =
+                    serde_json::json!({"t": t, "i": i, "pad": "x".repeat((i % 7) as usize * 100)});
+                ks.set_cache(&format!("c:{t}:{i}"), &v, Ttl::Seconds(3600))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks.drain(..) {
+        t.await.unwrap();
+    }
+    for t in 0..100u32 {
+        let ks = ks.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50u32 {
+                let v: serde_json::Value =
+                    ks.get_cache(&format!("c:{t}:{i}")).await.unwrap().unwrap();
+                assert_eq!(
+                    (v["t"].as_u64(), v["i"].as_u64()),
+                    (Some(t.into()), Some(i.into()))
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = ks.stats().await;
+    assert_eq!(stats.set.count, 5000);
+    assert_eq!(stats.get.count, 5000);
+    assert_eq!((stats.hits, stats.misses, stats.errors()), (5000, 0, 0));
+    assert_eq!(stats.events_dropped, 0);
+    assert_eq!(stats.in_flight, 0);
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_engine_makes_callers_wait_then_answers_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = rocks_config(dir.path());
+    cfg.rocksdb.workers = 1;
+    let ks = Keystore::builder()
+        .config(cfg)
+        .max_in_flight(2)
+        .request_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    assert_eq!(ks.stats().await.max_in_flight, 2);
+    // Two stalls fill the engine (and its one worker) for longer than the timeout.
+    let s1 = tokio::spawn({
+        let ks = ks.clone();
+        async move { ks.inject_backend_stall(Duration::from_millis(1500)).await }
+    });
+    let s2 = tokio::spawn({
+        let ks = ks.clone();
+        async move { ks.inject_backend_stall(Duration::from_millis(1500)).await }
+    });
+    let mut full = false;
+    for _ in 0..100 {
+        if ks.stats().await.in_flight == 2 {
+            full = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(full, "the stalls never filled the engine");
+    let err = ks.get_cache::<i32>("k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+    assert!(err.is_timeout());
+    assert!(err.to_string().contains("max_in_flight"), "{err}");
+    // The first stall was running; the second waited in the queue past its deadline.
+    let (r1, r2) = (s1.await.unwrap(), s2.await.unwrap());
+    assert_eq!(r1.unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(r2.unwrap_err().kind(), ErrorKind::Timeout);
+    // Once the worker is free the engine serves again.
+    let mut ok = false;
+    for _ in 0..100 {
+        if ks.get_cache::<i32>("k").await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok);
+    let stats = ks.stats().await;
+    // One Busy above, possibly more while polling for the worker to free up.
+    assert!(
+        stats
+            .errors_by_kind
+            .iter()
+            .any(|&(k, n)| k == ErrorKind::Busy && n >= 1),
+        "{stats:?}"
+    );
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_waiters_on_a_tiny_engine_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::builder()
+        .config(rocks_config(dir.path()))
+        .max_in_flight(1)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let ks = ks.clone();
+            tokio::spawn(async move { ks.set_cache(&format!("w{i}"), &i, Ttl::Never).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let stats = ks.stats().await;
+    assert_eq!((stats.set.count, stats.errors()), (200, 0));
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_keystore_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = rocks_config(dir.path());
+    cfg.enabled = false;
+    let ks = Keystore::from_config(cfg).unwrap();
+    assert!(!ks.is_enabled());
+    assert_eq!(ks.backend(), BackendKind::RocksDb);
+    ks.set_cache("k", &1, Ttl::Never).await.unwrap();
+    assert_eq!(ks.get_cache::<i32>("k").await.unwrap(), None);
+    assert!(!ks.delete("k").await.unwrap());
+    assert!(!ks.has_keystore().await);
+    assert!(
+        ks.ping()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("keystore.enabled: false")
+    );
+    assert_eq!(ks.purge_expired().await.unwrap(), 0);
+    assert_eq!(ks.stats().await.set.count, 0);
+    assert!(
+        !dir.path().join("db").exists(),
+        "a disabled keystore opens nothing"
+    );
+    // The blocking face too, even on a runtime-free thread.
+    let sync = ks.blocking();
+    std::thread::spawn(move || {
+        sync.set_cache("k", &1, Ttl::Never).unwrap();
+        assert_eq!(sync.get_cache::<i32>("k").unwrap(), None);
+        assert!(!sync.has_keystore());
+    })
+    .join()
+    .unwrap();
+    ks.shutdown().await;
+}
+
+#[test]
+#[allow(deprecated)]
+fn deprecated_aliases_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _) = rocks_keystore(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert!(rt.block_on(ks.has_redis()));
+    // connect_redis selects the redis backend with the given address.
+    match Keystore::connect_redis("127.0.0.1", 1, None, None) {
+        Ok(k) => {
+            assert_eq!(k.backend(), BackendKind::Redis);
+            assert_eq!(k.config().redis.address(), "127.0.0.1:1");
+        }
+        Err(e) => assert!(e.to_string().contains("redis"), "{e}"),
+    }
+}
+
+#[test]
+fn connect_keystore_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::connect_keystore(
+        objdatakey::Overrides::new()
+            .backend(BackendKind::RocksDb)
+            .path(dir.path().join("over")),
+    )
+    .unwrap();
+    assert_eq!(ks.backend(), BackendKind::RocksDb);
+    assert_eq!(ks.config().rocksdb.path, dir.path().join("over"));
+    ks.blocking().set_cache("k", &1, Ttl::Never).unwrap();
+    assert!(dir.path().join("over").join("CURRENT").exists());
+}

@@ -1,0 +1,405 @@
+//! The RocksDB backend through the handle: round trips, the stored format,
+//! TTLs, the janitor, locks, corrupt values.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use objdatakey::{BackendKind, Clock, ErrorKind, Keystore, Ttl};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Doc {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+    nested: BTreeMap<String, Vec<Option<f64>>>,
+    child: Option<Box<Doc>>,
+}
+
+fn sample() -> Doc {
+    let mut nested = BTreeMap::new();
+    nested.insert("a\"quote".into(), vec![Some(1.5), None, Some(-2.0)]);
+    nested.insert("ünïcödé ✓".into(), vec![]);
+    Doc {
+        id: 7,
+        name: "line\nbreak \\ backslash".into(),
+        tags: vec!["x".into(), "".into()],
+        nested,
+        child: Some(Box::new(Doc {
+            id: 8,
+            name: "child".into(),
+            tags: vec![],
+            nested: BTreeMap::new(),
+            child: None,
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_json_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _clock) = rocks_keystore(dir.path());
+    assert_eq!(ks.backend(), BackendKind::RocksDb);
+    let doc = sample();
+    ks.set_cache("doc", &doc, Ttl::Default).await.unwrap();
+    assert_eq!(ks.get_cache::<Doc>("doc").await.unwrap(), Some(doc.clone()));
+    // Any serde type, including plain values and unsized strs.
+    ks.set_cache("n", &42u32, Ttl::Never).await.unwrap();
+    ks.set_cache("s", "text", Ttl::Seconds(60)).await.unwrap();
+    ks.set_cache("v", &serde_json::json!({"a": [1, {"b": null}]}), Ttl::Never)
+        .await
+        .unwrap();
+    assert_eq!(ks.get_cache::<u32>("n").await.unwrap(), Some(42));
+    assert_eq!(
+        ks.get_cache::<String>("s").await.unwrap().as_deref(),
+        Some("text")
+    );
+    assert_eq!(
+        ks.get_json("v").await.unwrap().as_deref(),
+        Some(r#"{"a":[1,{"b":null}]}"#)
+    );
+    assert_eq!(ks.get_cache::<Doc>("missing").await.unwrap(), None);
+    // Overwrite, then delete.
+    ks.set_cache("n", &43u32, Ttl::Never).await.unwrap();
+    assert_eq!(ks.get_cache::<u32>("n").await.unwrap(), Some(43));
+    assert!(ks.delete("n").await.unwrap());
+    assert!(!ks.delete("n").await.unwrap());
+    assert_eq!(ks.get_cache::<u32>("n").await.unwrap(), None);
+    // Odd names: empty, unicode, bytes that look like our index prefix in text.
+    for name in ["", "ключ/🔑", "\u{7f}x", "a:b:c"] {
+        ks.set_cache(name, &name.len(), Ttl::Never).await.unwrap();
+        assert_eq!(ks.get_cache::<usize>(name).await.unwrap(), Some(name.len()));
+    }
+    assert!(ks.has_keystore().await);
+    ks.shutdown().await;
+}
+
+#[test]
+fn stored_format_is_the_python_envelope_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    // A value written by the Python module (json.dumps spacing, float expiry).
+    raw_put(
+        &db,
+        &[
+            (b"py", br#"{"data": "{\"k\": [1, 2]}", "expires_at": -1}"#),
+            (b"py_expired", br#"{"data": "1", "expires_at": 1000.5}"#),
+        ],
+    );
+    let (ks, clock) = rocks_keystore(dir.path());
+    let sync = ks.blocking();
+    assert_eq!(
+        sync.get_cache::<serde_json::Value>("py").unwrap(),
+        Some(serde_json::json!({"k": [1, 2]}))
+    );
+    assert_eq!(sync.get_cache::<u32>("py_expired").unwrap(), None);
+    sync.set_cache("never", &vec!["a", "b"], Ttl::Never)
+        .unwrap();
+    sync.set_cache("ttl", &serde_json::json!({"x": "y\"z"}), Ttl::Seconds(100))
+        .unwrap();
+    let now = clock.now_unix().as_secs_f64();
+    drop(sync);
+    drop(ks); // closes the database (synchronous context: waits for the lock)
+
+    let entries = raw_entries(&db);
+    let get = |k: &[u8]| {
+        entries
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+            .unwrap()
+    };
+    assert_eq!(get(b"never"), r#"{"data":"[\"a\",\"b\"]","expires_at":-1}"#);
+    let ttl: serde_json::Value = serde_json::from_str(&get(b"ttl")).unwrap();
+    assert_eq!(ttl["data"], r#"{"x":"y\"z"}"#);
+    let exp = ttl["expires_at"].as_i64().unwrap() as f64;
+    assert!(exp >= now + 100.0 && exp <= now + 101.0, "{exp} vs {now}");
+    // The value keys are exactly the names' UTF-8 bytes; the only other keys
+    // are expiry index entries under the 0xFF prefix.
+    let names: Vec<&[u8]> = entries
+        .iter()
+        .map(|(k, _)| k.as_slice())
+        .filter(|k| k.first() != Some(&0xFF))
+        .collect();
+    assert_eq!(names, vec![&b"never"[..], b"py", b"py_expired", b"ttl"]);
+    assert_eq!(entries.iter().filter(|(k, _)| k[0] == 0xFF).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_entries_are_never_returned_even_before_a_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, clock) = rocks_keystore(dir.path());
+    ks.set_cache("short", &1, Ttl::Seconds(10)).await.unwrap();
+    ks.set_cache("default", &2, Ttl::Default).await.unwrap(); // system.cachettl = 300
+    ks.set_cache("forever", &3, Ttl::Never).await.unwrap();
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(ks.get_cache::<i32>("short").await.unwrap(), Some(1));
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(ks.get_cache::<i32>("short").await.unwrap(), None);
+    assert_eq!(ks.get_cache::<i32>("default").await.unwrap(), Some(2));
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(ks.get_cache::<i32>("default").await.unwrap(), None);
+    clock.advance(Duration::from_secs(10 * 365 * 86400));
+    assert_eq!(ks.get_cache::<i32>("forever").await.unwrap(), Some(3));
+    // Deleting an expired key reports that nothing live was there.
+    assert!(!ks.delete("short").await.unwrap());
+    let stats = ks.stats().await;
+    assert_eq!((stats.hits, stats.misses), (3, 2));
+    assert_eq!(
+        stats.janitor_removed, 0,
+        "no sweep ran: reads filtered expiry"
+    );
+}
+
+#[test]
+fn one_second_ttl_expires_in_real_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::from_config(rocks_config(dir.path())).unwrap();
+    let sync = ks.blocking();
+    sync.set_cache("k", &"v", Ttl::Seconds(1)).unwrap();
+    assert_eq!(sync.get_cache::<String>("k").unwrap().as_deref(), Some("v"));
+    // Whole-second expiry rounds up: gone within two seconds.
+    assert!(eventually(Duration::from_secs(3), || sync
+        .get_cache::<String>("k")
+        .unwrap()
+        .is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_removes_only_expired_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let (ks, clock) = rocks_keystore(dir.path());
+    for i in 0..2500 {
+        ks.set_cache(&format!("exp:{i}"), &i, Ttl::Seconds(10))
+            .await
+            .unwrap();
+        ks.set_cache(&format!("live:{i}"), &i, Ttl::Never)
+            .await
+            .unwrap();
+        ks.set_cache(&format!("later:{i}"), &i, Ttl::Seconds(1000))
+            .await
+            .unwrap();
+    }
+    // Rewritten after their first TTL: the old index entries are stale.
+    ks.set_cache("exp:0", &"rewritten", Ttl::Never)
+        .await
+        .unwrap();
+    ks.set_cache("exp:1", &"longer", Ttl::Seconds(5000))
+        .await
+        .unwrap();
+    assert!(ks.delete("exp:2").await.unwrap());
+    assert_eq!(ks.purge_expired().await.unwrap(), 0, "nothing expired yet");
+
+    clock.advance(Duration::from_secs(11));
+    // 2500 expired minus the two rewritten and the one deleted; more than one batch.
+    assert_eq!(ks.purge_expired().await.unwrap(), 2497);
+    assert_eq!(ks.purge_expired().await.unwrap(), 0);
+    assert_eq!(
+        ks.get_cache::<String>("exp:0").await.unwrap().as_deref(),
+        Some("rewritten")
+    );
+    assert_eq!(
+        ks.get_cache::<String>("exp:1").await.unwrap().as_deref(),
+        Some("longer")
+    );
+    for i in [3, 1234, 2499] {
+        assert_eq!(
+            ks.get_cache::<i32>(&format!("live:{i}")).await.unwrap(),
+            Some(i)
+        );
+        assert_eq!(
+            ks.get_cache::<i32>(&format!("later:{i}")).await.unwrap(),
+            Some(i)
+        );
+    }
+    let stats = ks.stats().await;
+    assert_eq!(stats.janitor_removed, 2497);
+    assert_eq!(stats.janitor_sweeps, 3);
+    ks.shutdown().await;
+
+    // On disk: no expired value left, and only the live TTL entries' index.
+    let entries = raw_entries(&db);
+    let values = entries.iter().filter(|(k, _)| k[0] != 0xFF).count();
+    let index = entries.iter().filter(|(k, _)| k[0] == 0xFF).count();
+    assert_eq!(values, 2500 + 2500 + 2);
+    assert_eq!(index, 2500 + 1, "later:* plus exp:1's new entry");
+    assert!(!entries.iter().any(|(k, _)| k == b"exp:5"));
+}
+
+#[test]
+fn janitor_sweeps_on_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = rocks_config(dir.path());
+    cfg.rocksdb.ttl_cleanup_interval = Duration::from_millis(200);
+    let clock = Clock::manual();
+    let ks = Keystore::builder()
+        .config(cfg)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let sync = ks.blocking();
+    for i in 0..50 {
+        sync.set_cache(&format!("k{i}"), &i, Ttl::Seconds(5))
+            .unwrap();
+    }
+    sync.set_cache("keep", &1, Ttl::Never).unwrap();
+    clock.advance(Duration::from_secs(6));
+    assert!(
+        eventually(Duration::from_secs(5), || sync
+            .stats()
+            .unwrap()
+            .janitor_removed
+            == 50),
+        "janitor did not sweep: {:?}",
+        sync.stats().unwrap()
+    );
+    assert!(sync.stats().unwrap().janitor_sweeps >= 1);
+    assert_eq!(sync.get_cache::<i32>("keep").unwrap(), Some(1));
+}
+
+#[test]
+fn second_open_of_a_locked_database_names_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::from_config(rocks_config(dir.path())).unwrap();
+    let err = Keystore::from_config(rocks_config(dir.path())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    let text = err.to_string();
+    assert!(
+        text.contains("LOCK") && text.contains(&dir.path().display().to_string()),
+        "{text}"
+    );
+
+    // Another process: the CLI, pointed at the same database.
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "keystore:\n  type: rocksdb\n  rocksdb:\n    path: {}\n",
+            dir.path().join("db").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(cli())
+        .args(["--config", cfg.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another process has the database open"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}", dir.path().join("db").join("LOCK").display())),
+        "{stderr}"
+    );
+
+    // Dropping the handle releases the lock for the next opener.
+    drop(ks);
+    Keystore::from_config(rocks_config(dir.path())).unwrap();
+}
+
+#[test]
+fn missing_database_without_create_if_missing_says_how_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = rocks_config(dir.path());
+    cfg.rocksdb.create_if_missing = false;
+    let err = Keystore::from_config(cfg).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("create_if_missing"), "{err}");
+    assert!(!dir.path().join("db").exists());
+}
+
+#[test]
+fn corrupt_value_is_an_error_for_that_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    raw_put(
+        &db,
+        &[
+            (b"garbage", b"\xff\x00not json"),
+            (b"plain_json", br#"{"a": 1}"#),
+            (b"bad_inner", br#"{"data": "{not json", "expires_at": -1}"#),
+        ],
+    );
+    let (ks, _) = rocks_keystore(dir.path());
+    let sync = ks.blocking();
+    sync.set_cache("good", &1, Ttl::Never).unwrap();
+    for key in ["garbage", "plain_json"] {
+        let err = sync.get_cache::<serde_json::Value>(key).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::CorruptValue, "{err}");
+        assert!(err.is_data_error());
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{key:?}")) && text.contains("expires_at"),
+            "{text}"
+        );
+    }
+    // The envelope is fine but its data is not JSON: a decode error for the caller's type.
+    let err = sync
+        .get_cache::<serde_json::Value>("bad_inner")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Serialization, "{err}");
+    // A value of another type than asked for.
+    let err = sync.get_cache::<Vec<String>>("good").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Serialization);
+    assert!(err.to_string().contains("\"good\""), "{err}");
+    // Everything else still works, and deleting fixes the bad key.
+    assert_eq!(sync.get_cache::<i32>("good").unwrap(), Some(1));
+    assert!(sync.delete("garbage").unwrap());
+    assert_eq!(sync.get_cache::<i32>("garbage").unwrap(), None);
+    // Sweeps skip what they cannot read.
+    assert_eq!(sync.purge_expired().unwrap(), 0);
+    let stats = sync.stats().unwrap();
+    assert_eq!(stats.errors(), 4);
+    assert!(stats.errors_by_kind.contains(&(ErrorKind::CorruptValue, 2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_the_database_and_stops_every_clone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _) = rocks_keystore(dir.path());
+    let clone = ks.clone();
+    ks.set_cache("k", &1, Ttl::Never).await.unwrap();
+    ks.shutdown().await;
+    let err = clone.get_cache::<i32>("k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Shutdown, "{err}");
+    assert!(!clone.has_keystore().await);
+    // The lock is released: a new keystore opens the same database at once.
+    let (again, _) = rocks_keystore(dir.path());
+    assert_eq!(again.get_cache::<i32>("k").await.unwrap(), Some(1));
+    again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_keystores_live_in_one_process() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (ka, _) = rocks_keystore(a.path());
+    let (kb, _) = rocks_keystore(b.path());
+    let mut disabled = rocks_config(a.path());
+    disabled.enabled = false;
+    let kc = Keystore::from_config(disabled).unwrap();
+    ka.set_cache("k", &"a", Ttl::Never).await.unwrap();
+    kb.set_cache("k", &"b", Ttl::Never).await.unwrap();
+    assert_eq!(
+        ka.get_cache::<String>("k").await.unwrap().as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        kb.get_cache::<String>("k").await.unwrap().as_deref(),
+        Some("b")
+    );
+    assert_eq!(kc.get_cache::<String>("k").await.unwrap(), None);
+    assert_eq!(ka.stats().await.set.count, 1);
+    assert_eq!(kb.stats().await.set.count, 1);
+    ka.shutdown().await;
+    assert_eq!(
+        kb.get_cache::<String>("k").await.unwrap().as_deref(),
+        Some("b")
+    );
+}
