@@ -193,8 +193,9 @@ impl Engine {
 
     /// Stops an owned engine thread and waits until the database is closed.
     fn wait_stopped(&self) {
-        self.host.lock().stop();
-        if let Some(c) = &self.closed
+        let may_wait = self.host.lock().stop();
+        if may_wait
+            && let Some(c) = &self.closed
             && !wait_closed(c)
         {
             tracing::warn!("the embedded database was still open 10 s after shutdown");
@@ -206,12 +207,9 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.begin_stop();
         self.actors = None;
-        let owned = matches!(*self.host.get_mut(), Host::Owned { .. });
-        // On a shared (caller's) actix thread the actors need this very thread
-        // to stop, so waiting here would only stall; await `shutdown()` instead.
-        if owned || tokio::runtime::Handle::try_current().is_err() {
-            self.wait_stopped();
-        }
+        // Waits only where waiting can end (see `Host::stop`); in async code on
+        // a shared actix thread, await `shutdown()` to know the backend closed.
+        self.wait_stopped();
     }
 }
 

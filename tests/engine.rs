@@ -365,3 +365,35 @@ fn connect_keystore_overrides_the_file() {
     ks.blocking().set_cache("k", &1, Ttl::Never).unwrap();
     assert!(dir.path().join("over").join("CURRENT").exists());
 }
+
+#[test]
+fn every_call_after_shutdown_answers_shutdown_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, _) = rocks_keystore(dir.path());
+    let clone = ks.clone();
+    let sync = ks.blocking();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(ks.shutdown());
+    // Blocking face, from a plain thread, on a stopped engine.
+    let e = sync.get_cache::<i32>("k").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Shutdown, "{e}");
+    assert_eq!(
+        sync.set_cache("k", &1, Ttl::Never).unwrap_err().kind(),
+        ErrorKind::Shutdown
+    );
+    assert!(!sync.has_keystore());
+    assert_eq!(sync.stats().unwrap().set.count, 0);
+    // Async face.
+    rt.block_on(async {
+        assert_eq!(
+            clone.delete("k").await.unwrap_err().kind(),
+            ErrorKind::Shutdown
+        );
+        assert_eq!(
+            clone.purge_expired().await.unwrap_err().kind(),
+            ErrorKind::Shutdown
+        );
+        let _ = clone.stats().await;
+        clone.shutdown().await; // twice is fine
+    });
+}

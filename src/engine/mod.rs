@@ -115,14 +115,26 @@ pub(crate) fn start(l: Launch) -> Result<(Actors, Host)> {
 
 impl Host {
     /// Stops an owned System and waits for its thread; nothing for a shared one.
-    pub(crate) fn stop(&mut self) {
-        if let Host::Owned { system, thread } = self {
-            system.stop();
-            if let Some(t) = thread.take()
-                && t.thread().id() != std::thread::current().id()
-            {
-                let _ = t.join();
+    /// Answers whether the caller may now wait for the backend to close: not
+    /// on the engine thread itself (that thread must return first), nor on a
+    /// shared arbiter thread inside async code (the actors need that thread).
+    pub(crate) fn stop(&mut self) -> bool {
+        match self {
+            Host::Owned { system, thread } => {
+                system.stop();
+                match thread.take() {
+                    Some(t) if t.thread().id() == std::thread::current().id() => {
+                        *thread = Some(t);
+                        false
+                    }
+                    Some(t) => {
+                        let _ = t.join();
+                        true
+                    }
+                    None => true,
+                }
             }
+            Host::Shared => tokio::runtime::Handle::try_current().is_err(),
         }
     }
 }
