@@ -190,7 +190,6 @@ impl KeystoreBuilder {
                 let spec = BackendSpec::RocksDb {
                     store: Arc::new(store),
                     workers: config.rocksdb.workers,
-                    queue: max_in_flight,
                 };
                 let launch = Launch {
                     config: config.clone(),

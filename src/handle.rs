@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
-use crate::backend::{Command, Reply, Request, SendError};
+use crate::backend::{Command, Gone, Reply, Request};
 use crate::builder::{KeystoreBuilder, Overrides};
 use crate::config::{BackendKind, Config};
 use crate::engine::metrics::Snapshot;
@@ -131,9 +131,8 @@ impl Engine {
         };
         match actors.slot.send(req) {
             Ok(()) => {}
-            Err(SendError::Full) => return Err(self.busy(&what())),
-            Err(SendError::Gone(None)) => return Err(shut_down()),
-            Err(SendError::Gone(Some(generation))) => {
+            Err(Gone(None)) => return Err(shut_down()),
+            Err(Gone(Some(generation))) => {
                 actors.supervisor.do_send(BackendFailed {
                     generation,
                     reason: "its workers are gone".into(),

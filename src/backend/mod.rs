@@ -124,13 +124,9 @@ pub(crate) enum BackendTx {
     Actor(Recipient<Request>),
 }
 
-/// Why a request could not be handed to the backend.
-pub(crate) enum SendError {
-    /// The backend's queue is full (only if the in-flight limit is bypassed).
-    Full,
-    /// No backend: shut down (`None`), or the actor of that generation is gone.
-    Gone(Option<u64>),
-}
+/// Why a request could not be handed to the backend: there is none. `None`:
+/// shut down; `Some(generation)`: the actor of that generation is gone.
+pub(crate) struct Gone(pub Option<u64>);
 
 /// Where the handle finds the current backend actor. The supervisor swaps in
 /// a new mailbox when it restarts the backend; `None` after shutdown.
@@ -146,21 +142,16 @@ impl BackendSlot {
     }
 
     /// Hands `req` to the current backend (dropping it, with its reply channel, on failure).
-    pub(crate) fn send(&self, req: Request) -> Result<(), SendError> {
+    pub(crate) fn send(&self, req: Request) -> Result<(), Gone> {
         match &*self.current.load() {
             Some(entry) => match &entry.1 {
-                BackendTx::Pool(tx) => tx.try_send(req).map_err(|e| match e {
-                    crossbeam_channel::TrySendError::Full(_) => SendError::Full,
-                    crossbeam_channel::TrySendError::Disconnected(_) => {
-                        SendError::Gone(Some(entry.0))
-                    }
-                }),
+                BackendTx::Pool(tx) => tx.send(req).map_err(|_| Gone(Some(entry.0))),
                 BackendTx::Actor(r) => {
                     r.do_send(req);
                     Ok(())
                 }
             },
-            None => Err(SendError::Gone(None)),
+            None => Err(Gone(None)),
         }
     }
 }

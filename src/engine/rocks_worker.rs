@@ -4,7 +4,7 @@
 //! It is a sync actor in the manner of actix's `SyncArbiter`, with one change:
 //! `SyncArbiter` routes each message through its arbiter thread before a
 //! worker sees it (two queue hops), while this pool is fed straight from a
-//! bounded `crossbeam-channel` by the handle (one hop). Its lifetime is owned
+//! `crossbeam-channel` by the handle (one hop). Its lifetime is owned
 //! by that channel: the workers finish the queue and exit when the last sender
 //! is dropped (a restart or shutdown), and the last one out closes the database.
 
@@ -18,9 +18,6 @@ use crate::backend::{Command, Reply, Request, panic_text};
 use crate::engine::supervisor::{BackendFailed, Supervisor};
 use crate::error::{ErrorKind, KeystoreError, Result};
 
-/// Room in the queue beyond the in-flight limit, for the janitor's batches.
-const SPARE: usize = 16;
-
 /// One worker of the pool. All workers share the one open database.
 struct RocksWorker {
     store: Arc<RocksStore>,
@@ -31,14 +28,18 @@ struct RocksWorker {
 }
 
 /// Starts `threads` workers over `store`; the returned sender is the pool's mailbox.
+///
+/// The channel is unbounded because its length is already bounded upstream:
+/// every foreground request carries an in-flight permit until a worker is done
+/// with it, and the janitor has at most one batch queued. (A bounded channel
+/// would preallocate a slot per permit.)
 pub(crate) fn start_pool(
     threads: usize,
-    queue: usize,
     store: Arc<RocksStore>,
     supervisor: WeakAddr<Supervisor>,
     generation: u64,
 ) -> std::io::Result<crossbeam_channel::Sender<Request>> {
-    let (tx, rx) = crossbeam_channel::bounded::<Request>(queue + SPARE);
+    let (tx, rx) = crossbeam_channel::unbounded::<Request>();
     for i in 0..threads.max(1) {
         let rx = rx.clone();
         let worker = RocksWorker {

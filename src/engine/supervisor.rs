@@ -24,8 +24,6 @@ pub(crate) enum BackendSpec {
     RocksDb {
         store: Arc<RocksStore>,
         workers: usize,
-        /// The pool's queue length: the engine's in-flight limit.
-        queue: usize,
     },
 }
 
@@ -76,20 +74,23 @@ impl Supervisor {
         let me = ctx.address().downgrade();
         let generation = self.generation;
         let tx = match &self.spec {
-            BackendSpec::RocksDb {
-                store,
-                workers,
-                queue,
-            } => match start_pool(*workers, *queue, store.clone(), me, generation) {
-                Ok(tx) => BackendTx::Pool(tx),
-                Err(e) => {
-                    // Without threads there is no backend: callers get Shutdown
-                    // errors that say so, and the next failure report retries.
-                    tracing::error!("cannot start RocksDB worker threads: {e}");
-                    self.slot.set(None);
-                    return;
+            BackendSpec::RocksDb { store, workers } => {
+                match start_pool(*workers, store.clone(), me, generation) {
+                    Ok(tx) => BackendTx::Pool(tx),
+                    Err(e) => {
+                        // The OS refused threads (resource exhaustion): no backend
+                        // until a retry succeeds; callers get errors meanwhile.
+                        tracing::error!(
+                            "cannot start RocksDB worker threads: {e}; retrying in 1 s"
+                        );
+                        self.slot.set(None);
+                        ctx.run_later(std::time::Duration::from_secs(1), |act, ctx| {
+                            act.start_backend(ctx)
+                        });
+                        return;
+                    }
                 }
-            },
+            }
         };
         self.slot.set(Some((generation, tx)));
     }
