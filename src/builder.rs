@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::redis::RedisTarget;
 use crate::backend::rocksdb::RocksStore;
 use crate::clock::Clock;
 use crate::config::{BackendKind, Config, ConfigLoader, Secret};
 use crate::engine::supervisor::BackendSpec;
 use crate::engine::{self, Launch};
-use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::error::Result;
 use crate::handle::{Engine, Keystore};
 
 /// Redis and Dragonfly raise TTLs below this many seconds to it (the original's minimum).
@@ -199,13 +200,22 @@ impl KeystoreBuilder {
                 let engine = Engine::new(actors, host, max_in_flight, timeout, Some(closed));
                 Ok(Keystore::assemble(config, 0, Some(engine)))
             }
-            kind @ (BackendKind::Redis | BackendKind::Dragonfly) => Err(KeystoreError::new(
-                ErrorKind::Config,
-                format!(
-                    "the {kind} backend is not available in this build yet; \
-                     set keystore.type: rocksdb"
-                ),
-            )),
+            kind @ (BackendKind::Redis | BackendKind::Dragonfly) => {
+                let server = match kind {
+                    BackendKind::Dragonfly => &config.dragonfly,
+                    _ => &config.redis,
+                };
+                let target = RedisTarget::new(kind, server, timeout)?;
+                let launch = Launch {
+                    config: config.clone(),
+                    spec: BackendSpec::Redis {
+                        target: Arc::new(target),
+                    },
+                };
+                let (actors, host) = engine::start(launch)?;
+                let engine = Engine::new(actors, host, max_in_flight, timeout, None);
+                Ok(Keystore::assemble(config, MIN_SERVER_TTL, Some(engine)))
+            }
         }
     }
 }

@@ -31,7 +31,9 @@
 //!   entries; the **metrics** actor aggregates what the hot path records.
 //!   The engine runs in the caller's actix System, or on its own thread.
 //! - `backend`: the message interface of backend actors, and the stores
-//!   (RocksDB: the stored envelope, expiry index and sweep).
+//!   (RocksDB: the stored envelope, expiry index and sweep; Redis, Redis
+//!   Cluster and Dragonfly: an async actor over one shared multiplexed
+//!   connection that reconnects by itself).
 //! - `format`: the stored value formats shared with Python services.
 //! - `stats`: the hot-path recorder and the [`Stats`] snapshot.
 //! - `clock`, `ttl`, `error`: the small types.

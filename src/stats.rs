@@ -77,6 +77,9 @@ pub(crate) enum Event {
         duration: Duration,
     },
     Restart,
+    /// The backend became reachable (`true`) or unreachable (`false`).
+    #[allow(dead_code)] // read by the Prometheus exporter
+    BackendUp(bool),
 }
 
 /// The hot-path side of metrics: cheap to clone, never blocks.
@@ -105,6 +108,11 @@ impl Recorder {
         if self.tx.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The backend became reachable or unreachable.
+    pub(crate) fn backend_up(&self, up: bool) {
+        self.record(Event::BackendUp(up));
     }
 
     pub(crate) fn op(&self, op: Op, outcome: Outcome, latency: Duration) {
@@ -343,6 +351,7 @@ impl Aggregate {
                 self.removed += removed;
             }
             Event::Restart => self.restarts += 1,
+            Event::BackendUp(_) => {}
         }
     }
 

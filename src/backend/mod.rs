@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::error::{ErrorKind, KeystoreError, Result};
 
+pub(crate) mod redis;
 pub(crate) mod rocksdb;
 
 /// What to do.
@@ -120,7 +121,6 @@ pub(crate) enum BackendTx {
     /// A pool of blocking worker threads (RocksDB), fed directly: one queue hop.
     Pool(crossbeam_channel::Sender<Request>),
     /// An async actor (Redis, Dragonfly).
-    #[allow(dead_code)] // constructed by the network backends
     Actor(Recipient<Request>),
 }
 

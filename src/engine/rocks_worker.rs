@@ -118,6 +118,9 @@ impl RocksWorker {
                 .with_source(why))
             }
         };
+        // The work is done: free the in-flight slot before the caller wakes,
+        // so a caller that reads `Stats::in_flight` after its answer sees it freed.
+        drop(req._permit.take());
         let _ = req.reply.send(result);
     }
 }

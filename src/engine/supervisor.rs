@@ -10,6 +10,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::backend::redis::{RedisActor, RedisTarget};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{BackendSlot, BackendTx};
 use crate::config::{BackendKind, Config};
@@ -25,6 +26,8 @@ pub(crate) enum BackendSpec {
         store: Arc<RocksStore>,
         workers: usize,
     },
+    /// A Redis-protocol server or cluster, served by one async actor.
+    Redis { target: Arc<RedisTarget> },
 }
 
 pub(crate) struct Supervisor {
@@ -91,6 +94,10 @@ impl Supervisor {
                     }
                 }
             }
+            BackendSpec::Redis { target } => {
+                let actor = RedisActor::new(target.clone(), me, generation, self.recorder.clone());
+                BackendTx::Actor(actor.start().recipient())
+            }
         };
         self.slot.set(Some((generation, tx)));
     }
@@ -136,8 +143,9 @@ impl Handler<BackendFailed> for Supervisor {
 
 impl Supervisor {
     fn backend(&self) -> BackendKind {
-        match self.spec {
+        match &self.spec {
             BackendSpec::RocksDb { .. } => BackendKind::RocksDb,
+            BackendSpec::Redis { target } => target.kind(),
         }
     }
 }

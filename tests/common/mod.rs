@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod redis_server;
+
 use objdatakey::{BackendKind, Clock, Config, Keystore};
 
 /// A config selecting RocksDB at `dir/db`.

@@ -1,0 +1,643 @@
+//! The Redis-protocol backend (Redis, Redis Cluster and DragonflyDB): an async
+//! actor over one shared multiplexed connection.
+//!
+//! The actor never waits for the server. For each [`Request`] it clones the
+//! connection handle (an `Arc` bump) and spawns the command as its own task
+//! on the actor's arbiter, so while one request waits for its reply the next
+//! ones are already on the wire, pipelined over the same socket.
+//!
+//! Connections are lazy and self-healing:
+//! - a single server is reached through redis-rs's `ConnectionManager`, which
+//!   connects on first use and reconnects in the background after an I/O
+//!   error. It makes one connection attempt per failure (no retry loop), so
+//!   while the server is down requests fail fast with the connect error
+//!   instead of waiting out a backoff;
+//! - a cluster connection is opened by the actor on first use (and again
+//!   after a failed attempt); once open, redis-rs's cluster client follows
+//!   slot moves and reconnects to nodes itself.
+//!
+//! A health ping every second keeps `backend up` current and makes the
+//! connection recover even when no caller is sending.
+//!
+//! Values are the JSON text as is (`SET name json EX ttl`), so services that
+//! use redis-py with `json.dumps` + `setex` read and write the same keys.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::WeakAddr;
+use actix::prelude::*;
+use futures_util::FutureExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError, TlsCertificates};
+
+use crate::backend::{Command, Reply, Request, panic_text};
+use crate::config::{BackendKind, RedisConfig};
+use crate::engine::supervisor::{BackendFailed, Supervisor};
+use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::stats::Recorder;
+
+/// How often the actor pings the server on its own.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything needed to reach one server or cluster, checked and built once
+/// (a CA file that cannot be read is a config error at startup, not at the
+/// first request).
+pub(crate) struct RedisTarget {
+    /// `redis` or `dragonfly`: names the config section and the messages.
+    kind: BackendKind,
+    /// `127.0.0.1:6379`, or the seed nodes of a cluster, for messages.
+    address: String,
+    client: Client,
+    /// How long a connection attempt (TCP and TLS handshake) may take.
+    connect_timeout: Duration,
+    /// How long a command may wait for its reply (the request timeout).
+    response_timeout: Duration,
+    tls: bool,
+}
+
+// One per engine, built once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Client {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+impl RedisTarget {
+    /// Checks `cfg` (the `keystore.<kind>` section) and builds the client.
+    pub(crate) fn new(
+        kind: BackendKind,
+        cfg: &RedisConfig,
+        request_timeout: Duration,
+    ) -> Result<RedisTarget> {
+        let section = format!("keystore.{kind}");
+        let certs = match (&cfg.ca_file, cfg.ssl) {
+            (Some(path), true) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    KeystoreError::new(
+                        ErrorKind::Config,
+                        format!(
+                            "cannot read the CA file {} ({section}.ca_file); \
+                             point it at a PEM file of CA certificates",
+                            path.display()
+                        ),
+                    )
+                    .with_source(e)
+                })?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(KeystoreError::new(
+                        ErrorKind::Config,
+                        format!(
+                            "the CA file {} ({section}.ca_file) holds no PEM certificate \
+                             (no -----BEGIN CERTIFICATE----- line)",
+                            path.display()
+                        ),
+                    ));
+                }
+                Some(pem)
+            }
+            (Some(path), false) => {
+                tracing::warn!(
+                    "{section}.ca_file ({}) is ignored because {section}.ssl is false",
+                    path.display()
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        let mut settings = RedisConnectionInfo::default();
+        if let Some(u) = &cfg.user {
+            settings = settings.set_username(u);
+        }
+        if let Some(p) = &cfg.password {
+            settings = settings.set_password(p.expose());
+        }
+        let bad_client = |e: RedisError| {
+            KeystoreError::new(
+                ErrorKind::Config,
+                format!("cannot set up the {kind} client from {section}"),
+            )
+            .with_source(e)
+        };
+        let (client, address) = if cfg.nodes.is_empty() {
+            let addr = if cfg.ssl {
+                ConnectionAddr::TcpTls {
+                    host: cfg.ip.clone(),
+                    port: cfg.port,
+                    insecure: false,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(cfg.ip.clone(), cfg.port)
+            };
+            let info = addr
+                .into_connection_info()
+                .map_err(bad_client)?
+                .set_redis_settings(settings);
+            let client = match certs {
+                Some(pem) => redis::Client::build_with_tls(
+                    info,
+                    TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                ),
+                None => redis::Client::open(info),
+            }
+            .map_err(bad_client)?;
+            (Client::Single(client), cfg.address())
+        } else {
+            let nodes: Vec<(String, u16)> =
+                cfg.nodes.iter().map(|n| (n.host.clone(), n.port)).collect();
+            let mut b = ClusterClientBuilder::new(nodes)
+                .connection_timeout(cfg.connect_timeout)
+                .response_timeout(request_timeout)
+                .retries(2);
+            if let Some(u) = &cfg.user {
+                b = b.username(u);
+            }
+            if let Some(p) = &cfg.password {
+                b = b.password(p.expose());
+            }
+            if cfg.ssl {
+                b = b.tls(redis::TlsMode::Secure);
+                if let Some(pem) = certs {
+                    b = b.certs(TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    });
+                }
+            }
+            let address = format!(
+                "cluster {}",
+                cfg.nodes
+                    .iter()
+                    .map(|n| format!("{}:{}", n.host, n.port))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            (Client::Cluster(b.build().map_err(bad_client)?), address)
+        };
+        Ok(RedisTarget {
+            kind,
+            address,
+            client,
+            connect_timeout: cfg.connect_timeout,
+            response_timeout: request_timeout,
+            tls: cfg.ssl,
+        })
+    }
+
+    /// `redis` or `dragonfly`.
+    pub(crate) fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// `Redis` or `Dragonfly`, to start messages with.
+    fn label(&self) -> &'static str {
+        match self.kind {
+            BackendKind::Dragonfly => "Dragonfly",
+            _ => "Redis",
+        }
+    }
+
+    /// A [`KeystoreError`] for `err`, met while doing `what`.
+    fn error(&self, what: &str, err: &RedisError) -> KeystoreError {
+        let section = format!("keystore.{}", self.kind);
+        let text = err.to_string();
+        let lower = text.to_ascii_lowercase();
+        if err.kind() == redis::ErrorKind::AuthenticationFailed
+            || err
+                .code()
+                .is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH")
+            || lower.contains("wrongpass")
+            || lower.contains("noauth")
+        {
+            return KeystoreError::new(
+                ErrorKind::Auth,
+                format!(
+                    "{} authentication failed: {}: the server refused the credentials; \
+                     check {section}.user and {section}.password",
+                    self.label(),
+                    self.address
+                ),
+            )
+            .with_source(text);
+        }
+        if self.tls
+            && (lower.contains("certificate")
+                || lower.contains("tls")
+                || lower.contains("handshake")
+                || lower.contains("unknownissuer"))
+        {
+            return KeystoreError::new(
+                ErrorKind::Tls,
+                format!(
+                    "{} TLS handshake failed: {}: the server's certificate was not accepted; \
+                     check {section}.ca_file (the CA that signed the server's certificate) \
+                     and that the certificate names the host you connect to",
+                    self.label(),
+                    self.address
+                ),
+            )
+            .with_source(text);
+        }
+        if err.is_timeout() {
+            return KeystoreError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{what} on {} timed out: {} did not answer in time",
+                    self.kind, self.address
+                ),
+            );
+        }
+        if err.is_connection_refusal() {
+            return KeystoreError::new(
+                ErrorKind::Connection,
+                format!(
+                    "{} connection failed: {}: Connection refused; is the server running, \
+                     and are {section}.ip and {section}.port right?",
+                    self.label(),
+                    self.address
+                ),
+            );
+        }
+        if err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error() {
+            return KeystoreError::new(
+                ErrorKind::Connection,
+                format!(
+                    "{} connection failed: {}: {}",
+                    self.label(),
+                    self.address,
+                    io_text(&text)
+                ),
+            );
+        }
+        KeystoreError::new(
+            ErrorKind::Backend,
+            format!("{what} on {} ({}) failed", self.kind, self.address),
+        )
+        .with_source(text)
+    }
+}
+
+/// The OS error text without the `(os error N)` suffix noise kept by `io::Error`.
+fn io_text(text: &str) -> &str {
+    text.split(" (os error").next().unwrap_or(text)
+}
+
+/// The connection the commands go through; cloning it is cheap.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// The cluster connection, opened by the actor on first use.
+enum ClusterState {
+    Down,
+    /// An attempt is under way; requests wait for it here.
+    Connecting(Vec<Request>),
+    Up(ClusterConnection),
+}
+
+/// The backend actor for Redis, Redis Cluster and Dragonfly.
+pub(crate) struct RedisActor {
+    target: Arc<RedisTarget>,
+    /// `Some` for a single server (lazy, reconnecting by itself).
+    single: Option<ConnectionManager>,
+    cluster: ClusterState,
+    /// Whether the last command or ping reached the server; read and written
+    /// by the command tasks without a trip through the mailbox.
+    up: Arc<Liveness>,
+    supervisor: WeakAddr<Supervisor>,
+    generation: u64,
+}
+
+/// Tracks `backend up` and tells the metrics actor when it changes.
+pub(crate) struct Liveness {
+    up: AtomicBool,
+    recorder: Recorder,
+}
+
+impl Liveness {
+    fn set(&self, up: bool) {
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            self.recorder.backend_up(up);
+        }
+    }
+}
+
+impl RedisActor {
+    pub(crate) fn new(
+        target: Arc<RedisTarget>,
+        supervisor: WeakAddr<Supervisor>,
+        generation: u64,
+        recorder: Recorder,
+    ) -> Self {
+        recorder.backend_up(false);
+        RedisActor {
+            target,
+            single: None,
+            cluster: ClusterState::Down,
+            up: Arc::new(Liveness {
+                up: AtomicBool::new(false),
+                recorder,
+            }),
+            supervisor,
+            generation,
+        }
+    }
+
+    /// Runs `req` on its own task over `conn`.
+    fn dispatch(&self, conn: Conn, mut req: Request) {
+        if req.expired(self.target.kind.as_str()) {
+            return;
+        }
+        let target = self.target.clone();
+        let up = self.up.clone();
+        let supervisor = self.supervisor.clone();
+        let generation = self.generation;
+        actix::spawn(async move {
+            let Request {
+                command,
+                deadline,
+                reply,
+                _permit: permit,
+            } = req;
+            let what = command.describe();
+            let run = AssertUnwindSafe(execute(&target, conn, command, deadline, &up));
+            let outcome = run.catch_unwind().await;
+            // Done with the server: free the in-flight slot before the caller wakes.
+            drop(permit);
+            match outcome {
+                Ok(result) => {
+                    let _ = reply.send(result);
+                }
+                Err(payload) => {
+                    let text = panic_text(&*payload);
+                    let _ = reply.send(Err(KeystoreError::new(
+                        ErrorKind::Panic,
+                        format!(
+                            "{what} on {} panicked inside the backend ({text}); \
+                             the backend is being restarted, retry the call",
+                            target.kind
+                        ),
+                    )));
+                    if let Some(s) = supervisor.upgrade() {
+                        s.do_send(BackendFailed {
+                            generation,
+                            reason: format!("a call panicked: {text}"),
+                        });
+                    }
+                }
+            }
+        });
+    }
+
+    /// Starts opening the cluster connection (the state must be `Connecting`).
+    fn connect_cluster(&mut self, ctx: &mut Context<Self>) {
+        let Client::Cluster(client) = &self.target.client else {
+            return;
+        };
+        let client = client.clone();
+        let limit = self.target.connect_timeout * 3;
+        let fut = async move {
+            match tokio::time::timeout(limit, client.get_async_connection()).await {
+                Ok(r) => r,
+                Err(_) => Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting to the cluster timed out",
+                ))),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, _ctx| {
+            let waiting = match std::mem::replace(&mut act.cluster, ClusterState::Down) {
+                ClusterState::Connecting(w) => w,
+                _ => Vec::new(),
+            };
+            match result {
+                Ok(conn) => {
+                    act.up.set(true);
+                    act.cluster = ClusterState::Up(conn.clone());
+                    for req in waiting {
+                        act.dispatch(Conn::Cluster(conn.clone()), req);
+                    }
+                }
+                Err(e) => {
+                    act.up.set(false);
+                    let err = act.target.error("connect", &e);
+                    tracing::debug!("{err}");
+                    for mut req in waiting {
+                        if !req.expired(act.target.kind.as_str()) {
+                            let _ = req.reply.send(Err(err.clone()));
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    fn health_check(&mut self, ctx: &mut Context<Self>) {
+        match (&self.single, &self.cluster) {
+            (Some(cm), _) => {
+                let conn = Conn::Single(cm.clone());
+                let target = self.target.clone();
+                let up = self.up.clone();
+                let deadline = Instant::now() + HEALTH_EVERY;
+                actix::spawn(async move {
+                    let _ = execute(&target, conn, Command::Ping, deadline, &up).await;
+                });
+            }
+            (None, ClusterState::Up(c)) => {
+                let conn = Conn::Cluster(c.clone());
+                let target = self.target.clone();
+                let up = self.up.clone();
+                let deadline = Instant::now() + HEALTH_EVERY;
+                actix::spawn(async move {
+                    let _ = execute(&target, conn, Command::Ping, deadline, &up).await;
+                });
+            }
+            (None, ClusterState::Down) => {
+                self.cluster = ClusterState::Connecting(Vec::new());
+                self.connect_cluster(ctx);
+            }
+            (None, ClusterState::Connecting(_)) => {}
+        }
+    }
+}
+
+impl Actor for RedisActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Client::Single(client) = &self.target.client {
+            // One attempt per failure: while the server is down each request
+            // fails at once with the connect error (and triggers the next
+            // attempt) rather than sitting in a backoff loop.
+            let config = ConnectionManagerConfig::new()
+                .set_number_of_retries(0)
+                .set_connection_timeout(Some(self.target.connect_timeout))
+                .set_response_timeout(Some(self.target.response_timeout));
+            match ConnectionManager::new_lazy_with_config(client.clone(), config) {
+                Ok(cm) => self.single = Some(cm),
+                Err(e) => {
+                    // Only an invalid client config fails here; nothing to serve with.
+                    tracing::error!("{}", self.target.error("connect", &e));
+                    ctx.stop();
+                    return;
+                }
+            }
+        }
+        self.health_check(ctx);
+        ctx.run_interval(HEALTH_EVERY, |act, ctx| act.health_check(ctx));
+    }
+}
+
+impl Handler<Request> for RedisActor {
+    type Result = ();
+
+    fn handle(&mut self, req: Request, ctx: &mut Context<Self>) {
+        if let Some(cm) = &self.single {
+            self.dispatch(Conn::Single(cm.clone()), req);
+            return;
+        }
+        match &mut self.cluster {
+            ClusterState::Up(c) => {
+                let conn = Conn::Cluster(c.clone());
+                self.dispatch(conn, req);
+            }
+            ClusterState::Connecting(waiting) => waiting.push(req),
+            ClusterState::Down => {
+                self.cluster = ClusterState::Connecting(vec![req]);
+                self.connect_cluster(ctx);
+            }
+        }
+    }
+}
+
+/// Runs one command, retrying once on a dropped connection where repeating
+/// it is harmless (GET, SET, PING; not DEL, whose answer could be wrong).
+async fn execute(
+    target: &RedisTarget,
+    conn: Conn,
+    command: Command,
+    deadline: Instant,
+    up: &Liveness,
+) -> Result<Reply> {
+    let retry_safe = matches!(
+        command,
+        Command::Get { .. } | Command::Set { .. } | Command::Ping
+    );
+    let mut first = true;
+    loop {
+        match run_once(target, conn.clone(), &command).await {
+            Ok(reply) => {
+                up.set(true);
+                return Ok(reply);
+            }
+            Err(Failure::Redis(e)) => {
+                let dropped = e.is_connection_dropped() || e.is_unrecoverable_error();
+                if dropped || e.is_io_error() {
+                    up.set(false);
+                }
+                // Refused means the server is not there: retrying at once
+                // would only fail again. A dropped connection is worth one
+                // more try on the fresh connection the manager is opening.
+                if first
+                    && retry_safe
+                    && dropped
+                    && !e.is_connection_refusal()
+                    && !e.is_timeout()
+                    && Instant::now() < deadline
+                {
+                    first = false;
+                    continue;
+                }
+                return Err(target.error(&command.describe(), &e));
+            }
+            Err(Failure::Ours(e)) => return Err(e),
+        }
+    }
+}
+
+enum Failure {
+    Redis(RedisError),
+    Ours(KeystoreError),
+}
+
+impl From<RedisError> for Failure {
+    fn from(e: RedisError) -> Self {
+        Failure::Redis(e)
+    }
+}
+
+async fn query<T: redis::FromRedisValue>(
+    conn: Conn,
+    cmd: &redis::Cmd,
+) -> std::result::Result<T, RedisError> {
+    match conn {
+        Conn::Single(mut c) => cmd.query_async(&mut c).await,
+        Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+    }
+}
+
+async fn run_once(
+    target: &RedisTarget,
+    conn: Conn,
+    command: &Command,
+) -> std::result::Result<Reply, Failure> {
+    match command {
+        Command::Get { key } => {
+            let raw: Option<Vec<u8>> = query(conn, redis::cmd("GET").arg(&**key)).await?;
+            match raw {
+                None => Ok(Reply::Value(None)),
+                Some(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => Ok(Reply::Value(Some(text))),
+                    Err(_) => Err(Failure::Ours(KeystoreError::new(
+                        ErrorKind::CorruptValue,
+                        format!(
+                            "the value of key {key:?} on {} ({}) is not UTF-8 JSON text; \
+                             it was not written by objdatakey or a JSON-writing client",
+                            target.kind, target.address
+                        ),
+                    ))),
+                },
+            }
+        }
+        Command::Set { key, json, ttl } => {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(&**key).arg(json.as_str());
+            if let Some(secs) = ttl {
+                cmd.arg("EX").arg(*secs);
+            }
+            let _: () = query(conn, &cmd).await?;
+            Ok(Reply::Done)
+        }
+        Command::Delete { key } => {
+            let n: i64 = query(conn, redis::cmd("DEL").arg(&**key)).await?;
+            Ok(Reply::Deleted(n > 0))
+        }
+        Command::Ping => {
+            let _: String = query(conn, &redis::cmd("PING")).await?;
+            Ok(Reply::Done)
+        }
+        // Servers expire keys themselves.
+        Command::Sweep { .. } => Ok(Reply::Swept {
+            removed: 0,
+            scanned: 0,
+            more: false,
+        }),
+        #[cfg(feature = "fault-injection")]
+        Command::Panic => panic!("injected panic in the {} backend", target.kind),
+        #[cfg(feature = "fault-injection")]
+        Command::Stall(d) => {
+            tokio::time::sleep(*d).await;
+            Ok(Reply::Done)
+        }
+    }
+}

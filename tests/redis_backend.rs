@@ -1,0 +1,653 @@
+//! The Redis and Dragonfly backends against real `redis-server` processes.
+//!
+//! There is no DragonflyDB binary in the registries this project builds from,
+//! so the Dragonfly backend runs the same checks against redis-server as a
+//! protocol stand-in (Dragonfly speaks the Redis protocol); it still reports
+//! itself as `dragonfly`.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::redis_server::{Options, RedisCluster, RedisServer, TlsFiles, free_port};
+use objdatakey::{BackendKind, Config, ConfigLoader, ErrorKind, Keystore, Ttl};
+use redis::Commands;
+use serde::{Deserialize, Serialize};
+
+const KINDS: [BackendKind; 2] = [BackendKind::Redis, BackendKind::Dragonfly];
+
+fn server_config(kind: BackendKind, port: u16) -> Config {
+    let mut c = Config {
+        backend: kind,
+        ..Config::default()
+    };
+    let s = match kind {
+        BackendKind::Dragonfly => &mut c.dragonfly,
+        _ => &mut c.redis,
+    };
+    s.ip = "127.0.0.1".into();
+    s.port = port;
+    c
+}
+
+fn connect(config: Config) -> Keystore {
+    Keystore::builder()
+        .config(config)
+        .request_timeout(Duration::from_secs(3))
+        .build()
+        .expect("build a network keystore (connects lazily)")
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Session {
+    user: String,
+    roles: Vec<String>,
+    visits: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_on_redis_and_dragonfly() {
+    for kind in KINDS {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let ks = connect(server_config(kind, server.port));
+        assert_eq!(ks.backend(), kind);
+        assert!(ks.has_keystore().await, "{kind}: ping");
+        let s = Session {
+            user: "ada".into(),
+            roles: vec!["admin".into()],
+            visits: 3,
+        };
+        ks.set_cache("session:1", &s, Ttl::Seconds(60))
+            .await
+            .unwrap();
+        assert_eq!(ks.get_cache::<Session>("session:1").await.unwrap(), Some(s));
+        assert_eq!(ks.get_cache::<Session>("nothing").await.unwrap(), None);
+        assert_eq!(
+            ks.get_json("session:1").await.unwrap().as_deref(),
+            Some(r#"{"user":"ada","roles":["admin"],"visits":3}"#)
+        );
+        // A value of the wrong shape is an error for that key only.
+        let err = ks.get_cache::<u64>("session:1").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Serialization, "{err}");
+        assert!(ks.delete("session:1").await.unwrap());
+        assert!(!ks.delete("session:1").await.unwrap());
+        assert_eq!(ks.get_cache::<Session>("session:1").await.unwrap(), None);
+        let stats = ks.stats().await;
+        assert_eq!(stats.backend, kind);
+        assert_eq!((stats.hits, stats.misses), (2, 2), "{kind}: {stats:?}");
+        ks.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttls_are_native_with_a_five_second_minimum_and_never_expire_is_plain_set() {
+    for kind in KINDS {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let ks = connect(server_config(kind, server.port));
+        let mut raw = server.raw();
+
+        ks.set_cache("ttl:60", &1, Ttl::Seconds(60)).await.unwrap();
+        let t: i64 = raw.ttl("ttl:60").unwrap();
+        assert!((55..=60).contains(&t), "{kind}: EX 60 gave TTL {t}");
+
+        ks.set_cache("ttl:1", &1, Ttl::Seconds(1)).await.unwrap();
+        let t: i64 = raw.ttl("ttl:1").unwrap();
+        assert!(
+            (1..=5).contains(&t) && t >= 4,
+            "{kind}: 1 s must become 5 s, TTL {t}"
+        );
+
+        ks.set_cache("ttl:0", &1, Ttl::Seconds(0)).await.unwrap();
+        let t: i64 = raw.ttl("ttl:0").unwrap();
+        assert!(t >= 4, "{kind}: 0 s must become 5 s, TTL {t}");
+
+        ks.set_cache("ttl:never", &1, Ttl::Never).await.unwrap();
+        let t: i64 = raw.ttl("ttl:never").unwrap();
+        assert_eq!(t, -1, "{kind}: never-expire must be a plain SET");
+
+        // The default TTL (system.cachettl, 300 s unless configured).
+        ks.set_cache("ttl:default", &1, Ttl::Default).await.unwrap();
+        let t: i64 = raw.ttl("ttl:default").unwrap();
+        let want = ks.config().default_ttl.expect("a default TTL") as i64;
+        assert!(
+            t > want - 5 && t <= want,
+            "{kind}: default TTL {t}, want {want}"
+        );
+
+        // Expiry is the server's: shorten it and watch the key go.
+        let _: () = redis::cmd("PEXPIRE")
+            .arg("ttl:60")
+            .arg(50)
+            .query(&mut raw)
+            .unwrap();
+        let gone = async {
+            for _ in 0..100 {
+                if ks.get_cache::<i32>("ttl:60").await.unwrap().is_none() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            false
+        };
+        assert!(gone.await, "{kind}: the expired key is still returned");
+        ks.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_are_plain_json_text_shared_with_python_clients() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let ks = connect(server_config(BackendKind::Redis, server.port));
+    let mut raw = server.raw();
+    // What redis-py writes with `r.setex(name, ttl, json.dumps(data))`.
+    let _: () = raw
+        .set_ex(
+            "from-python",
+            r#"{"user": "bob", "roles": [], "visits": 7}"#,
+            60,
+        )
+        .unwrap();
+    let got = ks
+        .get_cache::<Session>("from-python")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.user, "bob");
+    assert_eq!(got.visits, 7);
+    // What Python reads back with `json.loads(r.get(name))`.
+    ks.set_cache("from-rust", &vec![1, 2, 3], Ttl::Seconds(60))
+        .await
+        .unwrap();
+    let text: String = raw.get("from-rust").unwrap();
+    assert_eq!(text, "[1,2,3]");
+    // Bytes that are not UTF-8 text are a data error for that key, not a panic.
+    let _: () = raw.set("binary", vec![0xff_u8, 0xfe, 0x00]).unwrap();
+    let err = ks.get_cache::<String>("binary").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CorruptValue, "{err}");
+    assert!(err.to_string().contains("\"binary\""), "{err}");
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_server_fails_fast_with_a_clear_error() {
+    for kind in KINDS {
+        let port = free_port();
+        let ks = connect(server_config(kind, port));
+        let started = Instant::now();
+        let err = ks.ping().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+        assert!(err.is_connection_error());
+        let label = if kind == BackendKind::Redis {
+            "Redis"
+        } else {
+            "Dragonfly"
+        };
+        let want = format!("{label} connection failed: 127.0.0.1:{port}: Connection refused");
+        assert!(err.to_string().contains(&want), "{err}\nwant: {want}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a refused connection must not wait for the request timeout"
+        );
+        assert!(!ks.has_keystore().await);
+        let err = ks.set_cache("k", &1, Ttl::Seconds(10)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+        ks.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_and_password_and_wrong_password() {
+    let Some(server) = RedisServer::start_with(Options {
+        password: Some("default-secret".into()),
+        acl_user: Some(("app".into(), "app-secret".into())),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    // ACL user.
+    let mut c = server_config(BackendKind::Redis, server.port);
+    c.redis.user = Some("app".into());
+    c.redis.password = Some(objdatakey::Secret::new("app-secret"));
+    let ks = connect(c);
+    ks.ping().await.unwrap();
+    ks.set_cache("acl", &"ok", Ttl::Seconds(30)).await.unwrap();
+    assert_eq!(
+        ks.get_cache::<String>("acl").await.unwrap().as_deref(),
+        Some("ok")
+    );
+    ks.shutdown().await;
+
+    // Password only (the `default` user).
+    let mut c = server_config(BackendKind::Redis, server.port);
+    c.redis.password = Some(objdatakey::Secret::new("default-secret"));
+    let ks = connect(c);
+    ks.ping().await.unwrap();
+    ks.shutdown().await;
+
+    // Wrong password: an Auth error at once, no hang, no secret in the text.
+    let mut c = server_config(BackendKind::Redis, server.port);
+    c.redis.user = Some("app".into());
+    c.redis.password = Some(objdatakey::Secret::new("wrong-password"));
+    let ks = connect(c);
+    let err = ks.ping().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(err.to_string().contains("keystore.redis.password"), "{err}");
+    assert!(
+        !err.to_string().contains("wrong-password"),
+        "secret leaked: {err}"
+    );
+    assert!(!ks.has_keystore().await);
+    let err = ks.get_cache::<String>("acl").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    ks.shutdown().await;
+
+    // No password at all against a server that needs one.
+    let ks = connect(server_config(BackendKind::Redis, server.port));
+    let err = ks.ping().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_configured_ca_and_with_the_wrong_ca() {
+    if !common::redis_server::have_tool("openssl") {
+        return;
+    }
+    let tls = TlsFiles::generate();
+    let Some(server) = RedisServer::start_with(Options {
+        tls: Some((tls.cert.clone(), tls.key.clone(), tls.ca.clone())),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    for kind in KINDS {
+        let mut c = server_config(kind, server.port);
+        let s = match kind {
+            BackendKind::Dragonfly => &mut c.dragonfly,
+            _ => &mut c.redis,
+        };
+        s.ssl = true;
+        s.ca_file = Some(tls.ca.clone());
+        let ks = connect(c);
+        ks.ping().await.unwrap();
+        ks.set_cache("tls", &42, Ttl::Seconds(30)).await.unwrap();
+        assert_eq!(ks.get_cache::<i32>("tls").await.unwrap(), Some(42));
+        ks.shutdown().await;
+    }
+
+    // A CA that did not sign the server's certificate.
+    let mut c = server_config(BackendKind::Redis, server.port);
+    c.redis.ssl = true;
+    c.redis.ca_file = Some(tls.other_ca.clone());
+    let ks = connect(c);
+    let err = ks.ping().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(err.is_connection_error());
+    assert!(err.to_string().contains("keystore.redis.ca_file"), "{err}");
+    ks.shutdown().await;
+
+    // Plain text against a TLS port: an error, not a hang past the timeout.
+    let ks = connect(server_config(BackendKind::Redis, server.port));
+    let err = ks.ping().await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+        "{err}"
+    );
+    ks.shutdown().await;
+
+    // A CA file that is missing is a config error at build time, naming it.
+    let mut c = server_config(BackendKind::Redis, server.port);
+    c.redis.ssl = true;
+    c.redis.ca_file = Some(tls.dir.path().join("missing.pem"));
+    let err = Keystore::builder().config(c).build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_three_masters_serves_keys_over_all_slots() {
+    let Some(cluster) = RedisCluster::start(3) else {
+        return;
+    };
+    let mut c = Config {
+        backend: BackendKind::Redis,
+        ..Config::default()
+    };
+    c.redis.nodes = cluster
+        .nodes
+        .iter()
+        .take(2) // seeds: the client discovers the rest
+        .map(|n| objdatakey::NodeAddr {
+            host: "127.0.0.1".into(),
+            port: n.port,
+        })
+        .collect();
+    let ks = connect(c);
+    ks.ping().await.unwrap();
+    let n = 2000;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let ks = ks.clone();
+        tasks.push(tokio::spawn(async move {
+            ks.set_cache(&format!("user:{i}"), &i, Ttl::Seconds(120))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for i in 0..n {
+        assert_eq!(
+            ks.get_cache::<i32>(&format!("user:{i}")).await.unwrap(),
+            Some(i)
+        );
+    }
+    // Every master holds a share: the keys really are spread over the slots.
+    let mut total = 0;
+    for node in &cluster.nodes {
+        let size: i64 = node.cli(&["DBSIZE"]).trim().parse().unwrap();
+        assert!(
+            size > n as i64 / 10,
+            "master {} holds only {size} keys",
+            node.port
+        );
+        total += size;
+    }
+    assert_eq!(total, n as i64);
+    assert!(ks.delete("user:7").await.unwrap());
+    assert_eq!(ks.get_cache::<i32>("user:7").await.unwrap(), None);
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_gives_clean_errors_and_the_same_handle_recovers() {
+    for kind in KINDS {
+        let Some(mut server) = RedisServer::start() else {
+            return;
+        };
+        let timeout = Duration::from_secs(2);
+        let ks = Keystore::builder()
+            .config(server_config(kind, server.port))
+            .request_timeout(timeout)
+            .build()
+            .unwrap();
+        ks.set_cache("before", &1, Ttl::Never).await.unwrap();
+
+        // Load from 32 tasks while the server is killed under them.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for w in 0..32 {
+            let ks = ks.clone();
+            let stop = stop.clone();
+            workers.push(tokio::spawn(async move {
+                let mut kinds = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("load:{w}:{}", i % 50);
+                    let started = Instant::now();
+                    let r = if i.is_multiple_of(2) {
+                        ks.set_cache(&key, &i, Ttl::Seconds(60)).await.err()
+                    } else {
+                        ks.get_cache::<u64>(&key).await.err()
+                    };
+                    // Never past the request timeout (plus scheduling slack).
+                    assert!(started.elapsed() < timeout + Duration::from_secs(2));
+                    if let Some(e) = r {
+                        kinds.push(e.kind());
+                    }
+                    i += 1;
+                    tokio::task::yield_now().await;
+                }
+                (i, kinds)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!ks.has_keystore().await, "{kind}: the server is dead");
+        let err = ks.get_cache::<i32>("before").await.unwrap_err();
+        assert!(err.is_connection_error() || err.is_timeout(), "{err}");
+
+        server.restart();
+        // The same handle recovers within a few seconds, no restart needed.
+        let mut recovered = false;
+        for _ in 0..100 {
+            if ks.has_keystore().await {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(recovered, "{kind}: no recovery within 10 s");
+        stop.store(true, Ordering::Relaxed);
+        let mut ops = 0;
+        for w in workers {
+            let (n, kinds) = w.await.expect("a load task panicked");
+            ops += n;
+            for k in kinds {
+                assert!(
+                    matches!(k, ErrorKind::Connection | ErrorKind::Timeout),
+                    "{kind}: unexpected error kind {k:?} during the outage"
+                );
+            }
+        }
+        assert!(ops > 0);
+        // The restarted server is empty; writes and reads work again.
+        ks.set_cache("after", &2, Ttl::Seconds(60)).await.unwrap();
+        assert_eq!(ks.get_cache::<i32>("after").await.unwrap(), Some(2));
+        ks.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_operations_lose_nothing() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let ks = connect(server_config(BackendKind::Redis, server.port));
+    let mut tasks = Vec::new();
+    for i in 0..10_000u32 {
+        let ks = ks.clone();
+        tasks.push(tokio::spawn(async move {
+            ks.set_cache(&format!("k{i}"), &i, Ttl::Seconds(300)).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "10000");
+    let mut tasks = Vec::new();
+    for i in 0..10_000u32 {
+        let ks = ks.clone();
+        tasks.push(tokio::spawn(async move {
+            (i, ks.get_cache::<u32>(&format!("k{i}")).await)
+        }));
+    }
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        assert_eq!(r.unwrap(), Some(i));
+    }
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_not_serialized_behind_a_slow_one() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let ks = connect(server_config(BackendKind::Redis, server.port));
+    ks.set_cache("fast", &1, Ttl::Seconds(60)).await.unwrap();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let slow = {
+        let ks = ks.clone();
+        let stalled = stalled.clone();
+        tokio::spawn(async move {
+            let r = ks.inject_backend_stall(Duration::from_millis(1500)).await;
+            stalled.store(true, Ordering::SeqCst);
+            r
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..200 {
+        assert_eq!(ks.get_cache::<i32>("fast").await.unwrap(), Some(1));
+    }
+    assert!(
+        !stalled.load(Ordering::SeqCst),
+        "200 gets waited for the stalled request: the backend serializes"
+    );
+    slow.await.unwrap().unwrap();
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_redis_backend_is_an_error_and_the_next_call_works() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let ks = connect(server_config(BackendKind::Redis, server.port));
+    ks.set_cache("k", &5, Ttl::Seconds(60)).await.unwrap();
+    let err = ks.inject_backend_panic().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Panic, "{err}");
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(v) = ks.get_cache::<i32>("k").await {
+            assert_eq!(v, Some(5));
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "the backend did not come back after the panic");
+    assert!(ks.stats().await.backend_restarts >= 1);
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_redis_keys_and_the_config_file_select_the_server() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "keystore:\n  type: redis\nredis:\n  activate: true\n  redisip: 127.0.0.1\n  redisport: {}\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let config = ConfigLoader::new().path(&path).load().unwrap();
+    assert_eq!(config.redis.address(), format!("127.0.0.1:{}", server.port));
+    let ks = Keystore::builder().config_path(&path).build().unwrap();
+    ks.set_cache("legacy", &true, Ttl::Seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(server.cli(&["GET", "legacy"]).trim(), "true");
+    ks.shutdown().await;
+
+    // The dragonfly section with the same keys.
+    std::fs::write(
+        &path,
+        format!(
+            "keystore:\n  type: dragonfly\n  dragonfly:\n    ip: ''\n    port: {}\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let config = ConfigLoader::new()
+        .path(&path)
+        .docker_axion(false)
+        .load()
+        .unwrap();
+    // An empty ip is localhost (172.17.0.1 only under DOCKER_AXION; not dialled here).
+    assert_eq!(config.dragonfly.ip, "localhost");
+    let ks = Keystore::builder().config(config).build().unwrap();
+    assert_eq!(ks.backend(), BackendKind::Dragonfly);
+    ks.set_cache("df", &1, Ttl::Seconds(30)).await.unwrap();
+    assert_eq!(server.cli(&["GET", "df"]).trim(), "1");
+    ks.shutdown().await;
+}
+
+#[test]
+fn blocking_api_against_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let ks = connect(server_config(BackendKind::Redis, server.port)).blocking();
+    ks.set_cache("b", &"x", Ttl::Seconds(30)).unwrap();
+    assert_eq!(ks.get_cache::<String>("b").unwrap().as_deref(), Some("x"));
+    assert!(ks.has_keystore());
+    assert_eq!(ks.purge_expired().unwrap(), 0);
+}
+
+#[test]
+fn cli_check_info_set_get_del_on_redis_and_dragonfly() {
+    for kind in KINDS {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "keystore:\n  type: {kind}\n  {kind}:\n    ip: 127.0.0.1\n    port: {}\n    password: ''\n",
+                server.port
+            ),
+        )
+        .unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(common::cli())
+                .arg("--config")
+                .arg(&path)
+                .args(args)
+                .env_remove("OBJDATAKEY_CONFIG")
+                .env_remove("AXION_PACKAGE")
+                .env_remove("DOCKER_AXION")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (ok, out, err) = run(&["check"]);
+        assert!(ok, "{kind} check: {out}{err}");
+        assert!(
+            out.contains(&format!("Current keystore type: {kind}")),
+            "{out}"
+        );
+        assert!(out.contains("Keystore connection is active."), "{out}");
+        let (ok, out, _) = run(&["info"]);
+        assert!(ok);
+        assert!(out.contains(&format!("127.0.0.1:{}", server.port)), "{out}");
+        let (ok, _, err) = run(&["set", "cli-key", r#"{"n":1}"#, "--ttl", "60"]);
+        assert!(ok, "{err}");
+        assert_eq!(server.cli(&["GET", "cli-key"]).trim(), r#"{"n":1}"#);
+        let (ok, out, _) = run(&["get", "cli-key"]);
+        assert!(ok);
+        assert_eq!(out.trim(), r#"{"n":1}"#);
+        let (ok, out, _) = run(&["del", "cli-key"]);
+        assert!(ok);
+        assert_eq!(out.trim(), "deleted");
+        let (ok, _, _) = run(&["get", "cli-key"]);
+        assert!(!ok, "a missing key exits non-zero");
+
+        // With the server gone, check fails with the clear message.
+        drop(server);
+        let (ok, _, err) = run(&["check"]);
+        assert!(!ok);
+        assert!(err.contains("connection failed: 127.0.0.1:"), "{err}");
+        assert!(err.contains("Connection refused"), "{err}");
+    }
+}
