@@ -53,7 +53,7 @@ fn main() {
                 support::run_raw(&db, op, &envelope, threads, ops / 4);
                 let (mut h, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
                 for round in 0..rounds {
-                    let mut handle = || {
+                    let handle = || {
                         ops as f64
                             / support::run_handle(&rt, &ks, op, &value, callers, ops)
                                 .as_secs_f64()

@@ -201,7 +201,9 @@ async fn task(keystore: Keystore, plan: Arc<Plan>, first: u64, done: Arc<AtomicU
                 .await
         };
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        r.latency_ns.saturating_record(ns.max(1));
+        // `record`, not `saturating_record`: only `record` grows an
+        // auto-resizing histogram (saturating clamps to its current top).
+        let _ = r.latency_ns.record(ns.max(1));
         if let Err(e) = outcome {
             let slot = r
                 .errors
