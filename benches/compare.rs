@@ -18,10 +18,12 @@ use support::{CONCURRENCY, Op, VALUE_SIZES};
 fn main() {
     let quick = support::quick();
     // `cargo bench` passes `--bench`; a filter argument selects cells by name.
-    let filter: Option<String> = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with("--"));
-    let (rounds, ops) = if quick { (3, 10_000u64) } else { (5, 100_000u64) };
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let (rounds, ops) = if quick {
+        (3, 10_000u64)
+    } else {
+        (5, 100_000u64)
+    };
     let rt = support::runtime();
     println!(
         "handle vs raw rocksdb::DB: {rounds} rounds of {ops} ops per side and cell, {} cores; \
@@ -55,8 +57,7 @@ fn main() {
                 for round in 0..rounds {
                     let handle = || {
                         ops as f64
-                            / support::run_handle(&rt, &ks, op, &value, callers, ops)
-                                .as_secs_f64()
+                            / support::run_handle(&rt, &ks, op, &value, callers, ops).as_secs_f64()
                     };
                     let raw = || {
                         ops as f64

@@ -78,11 +78,20 @@ fn purge(rt: &tokio::runtime::Runtime, ks: &Keystore, expected: u64) -> Duration
     let started = Instant::now();
     let removed = rt.block_on(ks.purge_expired()).expect("purge");
     let took = started.elapsed();
-    assert_eq!(removed, expected, "the sweep removes exactly the expired set");
+    assert_eq!(
+        removed, expected,
+        "the sweep removes exactly the expired set"
+    );
     took
 }
 
-fn sweep_time(c: &mut Criterion, rt: &tokio::runtime::Runtime, ks: &Keystore, clock: &Clock, live: u64) {
+fn sweep_time(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    ks: &Keystore,
+    clock: &Clock,
+    live: u64,
+) {
     let mut g = c.benchmark_group("janitor_sweep");
     // Each iteration needs fresh expired entries, whose (untimed) writing
     // dwarfs the sweep: flat sampling with a tiny target time gives one
@@ -109,7 +118,12 @@ fn sweep_time(c: &mut Criterion, rt: &tokio::runtime::Runtime, ks: &Keystore, cl
 
 /// GETs of live keys from [`FOREGROUND_CALLERS`] tasks until `stop` is set (or
 /// `max_ops` ran); answers the latency histogram in nanoseconds.
-async fn foreground(ks: &Keystore, live: u64, stop: Arc<AtomicBool>, max_ops: u64) -> Histogram<u64> {
+async fn foreground(
+    ks: &Keystore,
+    live: u64,
+    stop: Arc<AtomicBool>,
+    max_ops: u64,
+) -> Histogram<u64> {
     let tasks: Vec<_> = (0..FOREGROUND_CALLERS)
         .map(|t| {
             let ks = ks.clone();
@@ -132,19 +146,32 @@ async fn foreground(ks: &Keystore, live: u64, stop: Arc<AtomicBool>, max_ops: u6
         .collect();
     let mut all = Histogram::<u64>::new(3).expect("valid sigfig");
     for t in tasks {
-        all.add(t.await.expect("foreground task")).expect("same precision");
+        all.add(t.await.expect("foreground task"))
+            .expect("same precision");
     }
     all
 }
 
 /// Foreground GET p99 without a sweep vs during one (of `expired` entries).
-fn foreground_p99(rt: &tokio::runtime::Runtime, ks: &Keystore, clock: &Clock, live: u64, rounds: usize, expired: u64) {
+fn foreground_p99(
+    rt: &tokio::runtime::Runtime,
+    ks: &Keystore,
+    clock: &Clock,
+    live: u64,
+    rounds: usize,
+    expired: u64,
+) {
     let (mut base, mut during, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     let mut during_ops = Vec::new();
     let mut sweep_ms = Vec::new();
     for _ in 0..rounds {
         // Without a sweep: a fixed number of GETs.
-        let quiet = rt.block_on(foreground(ks, live, Arc::new(AtomicBool::new(false)), 40_000));
+        let quiet = rt.block_on(foreground(
+            ks,
+            live,
+            Arc::new(AtomicBool::new(false)),
+            40_000,
+        ));
         // During a sweep: GETs for exactly as long as the sweep runs.
         write_expired(rt, ks, clock, expired);
         let stop = Arc::new(AtomicBool::new(false));

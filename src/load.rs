@@ -460,7 +460,10 @@ impl Summary {
 ///
 /// Opening the keystore is the only fatal step; failed operations are
 /// counted in the summary. Answers the process's exit status.
-pub fn run(config: Config, args: LoadArgs) -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+pub fn run(
+    config: Config,
+    args: LoadArgs,
+) -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     if !config.enabled {
         return Err("the keystore is disabled (keystore.enabled: false): a load run would measure nothing; \
                     enable it or pass another --config"

@@ -20,7 +20,6 @@ struct Cli {
     // metrics branch (it sets `config.metrics.listen`). `load` needs nothing
     // of its own for it: it builds its keystore from the same `Config`, so a
     // Prometheus scrape during a load run works once that flag lands.
-
     #[command(subcommand)]
     command: Command,
 }

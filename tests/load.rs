@@ -72,10 +72,7 @@ fn a_mixed_run_reports_consistent_figures() {
         num(&v, "p99_us"),
         num(&v, "max_us"),
     );
-    assert!(
-        0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max,
-        "{v}"
-    );
+    assert!(0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max, "{v}");
     // Microseconds, not nanoseconds: no handle call is faster than 1 us.
     assert!(max >= 1.0, "latency units: {v}");
     assert!(num(&v, "ops_per_sec") > 0.0 && num(&v, "elapsed_secs") > 0.0);
@@ -92,7 +89,14 @@ fn a_write_run_then_a_read_run_over_the_same_keys_hits_every_time() {
     let w = load_json(
         dir.path(),
         &[
-            "--ops", "600", "--keys", "500", "--read-ratio", "0", "--concurrency", "4",
+            "--ops",
+            "600",
+            "--keys",
+            "500",
+            "--read-ratio",
+            "0",
+            "--concurrency",
+            "4",
             "--json",
         ],
     );
@@ -102,7 +106,14 @@ fn a_write_run_then_a_read_run_over_the_same_keys_hits_every_time() {
     let r = load_json(
         dir.path(),
         &[
-            "--ops", "1000", "--keys", "500", "--read-ratio", "1", "--concurrency", "16",
+            "--ops",
+            "1000",
+            "--keys",
+            "500",
+            "--read-ratio",
+            "1",
+            "--concurrency",
+            "16",
             "--json",
         ],
     );
@@ -118,7 +129,15 @@ fn the_text_summary_names_every_figure() {
     let o = load(dir.path(), &["--ops", "200", "--concurrency", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    for word in ["200 ops on rocksdb", "ops/s", "p50", "p99", "hit rate", "errors: 0", "peak RSS"] {
+    for word in [
+        "200 ops on rocksdb",
+        "ops/s",
+        "p50",
+        "p99",
+        "hit rate",
+        "errors: 0",
+        "peak RSS",
+    ] {
         assert!(out.contains(word), "{word:?} missing from:\n{out}");
     }
     // Not a terminal: no progress line on stderr.
