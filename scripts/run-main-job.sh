@@ -31,9 +31,11 @@ grep -q "path: $work/rocksdb" "$work/config.yaml" || {
 
 "$bin" --config "$work/config.yaml" check
 common=(--config "$work/config.yaml" load --keys "$keys" --concurrency "$concurrency" --value-bytes "$value_bytes" --ttl never)
+# The write run covers the whole key space, so the read run hits every time.
+write_ops=$(( ops > keys ? ops : keys ))
 echo
-echo "== write-only: $ops set_cache over $keys keys"
-"$bin" "${common[@]}" --ops "$ops" --read-ratio 0
+echo "== write-only: $write_ops set_cache over $keys keys"
+"$bin" "${common[@]}" --ops "$write_ops" --read-ratio 0
 echo
 echo "== read-only: $ops get_cache over the same keys (every read hits)"
 "$bin" "${common[@]}" --ops "$ops" --read-ratio 1

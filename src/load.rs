@@ -46,7 +46,8 @@ const MONITOR_TICK: Duration = Duration::from_millis(200);
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Total operations to run [default: 100000 when --duration is not given].
-    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    #[arg(long, value_name = "N", conflicts_with = "duration",
+          value_parser = clap::value_parser!(u64).range(1..))]
     ops: Option<u64>,
     /// Run for this many seconds instead of a fixed number of operations.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
