@@ -1,4 +1,6 @@
-//! `objdatakey`: check, inspect and use a keystore from the command line.
+//! `objdatakey`: check, inspect, use and load-test a keystore from the command line.
+
+mod load;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +16,10 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
 
+    // Global `--metrics-listen ADDR` goes here: it is being added on the
+    // metrics branch (it sets `config.metrics.listen`). `load` needs nothing
+    // of its own for it: it builds its keystore from the same `Config`, so a
+    // Prometheus scrape during a load run works once that flag lands.
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +50,9 @@ enum Command {
         /// Key name.
         name: String,
     },
+    /// Load-test the configured keystore: throughput, latency percentiles,
+    /// hit rate, errors and peak RSS.
+    Load(load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +132,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Load(args) => load::run(config, args),
     }
 }
 

@@ -1,0 +1,226 @@
+//! What the benches share: the workload (keys, values, the stored envelope),
+//! the two sides (the handle from N tokio tasks, raw `rocksdb::DB` from up to
+//! N OS threads) and quick mode.
+//!
+//! Both sides do the same RocksDB work: the raw side stores exactly the bytes
+//! the handle stores (the JSON envelope), under the same keys, so the
+//! handle/raw ratio measures the engine (limiter, queue hop, JSON, expiry
+//! check, metrics), not a difference in data.
+#![allow(dead_code)] // each bench binary uses part of this module
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use objdatakey::{BackendKind, Clock, Config, Keystore, Ttl};
+use serde::de::IgnoredAny;
+
+/// Keys in the warm data set: small enough to stay in the memtable and block
+/// cache (warm), large enough that callers rarely share a key.
+pub const WARM_KEYS: u64 = 10_000;
+
+/// The value sizes measured: small and 4 KiB (the size of the value's JSON text).
+pub const VALUE_SIZES: [usize; 2] = [64, 4096];
+
+/// Concurrent callers measured.
+pub const CONCURRENCY: [usize; 3] = [1, 16, 64];
+
+/// Quick mode: `--quick` on the command line (criterion's own flag, which
+/// it also honours) or `OBJDATAKEY_BENCH_QUICK=1`. Benches then use fewer
+/// samples and keys so a whole binary runs in well under a minute.
+pub fn quick() -> bool {
+    std::env::args().any(|a| a == "--quick")
+        || std::env::var_os("OBJDATAKEY_BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+/// Key `i` of the workload (the same scheme as `objdatakey load`).
+pub fn key(i: u64) -> String {
+    format!("load:{:08}", i % WARM_KEYS)
+}
+
+/// A JSON string whose text is `bytes` long: what the handle stores as data.
+pub fn value(bytes: usize) -> String {
+    "x".repeat(bytes.saturating_sub(2))
+}
+
+/// The bytes the handle stores in RocksDB for `value` with no expiry
+/// (`{"data": "<JSON text>", "expires_at": -1}`, the shared format).
+pub fn envelope(value: &str) -> Vec<u8> {
+    let json = serde_json::to_string(value).expect("a string encodes");
+    serde_json::to_vec(&serde_json::json!({"data": json, "expires_at": -1}))
+        .expect("an object encodes")
+}
+
+/// RocksDB options matching the engine's (`RocksStore::open`).
+pub fn raw_options() -> rocksdb::Options {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Snappy);
+    opts.increase_parallelism(cores() as i32);
+    opts
+}
+
+/// CPUs available to this process.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// A RocksDB config at `dir`, janitor effectively off (the benches sweep explicitly).
+pub fn rocks_config(dir: &Path) -> Config {
+    let mut c = Config {
+        backend: BackendKind::RocksDb,
+        ..Config::default()
+    };
+    c.rocksdb.path = dir.to_path_buf();
+    c.rocksdb.ttl_cleanup_interval = Duration::from_secs(24 * 3600);
+    c
+}
+
+/// A handle on a fresh RocksDB at `dir` with `clock`.
+pub fn open_handle(dir: &Path, clock: Clock) -> Keystore {
+    Keystore::builder()
+        .config(rocks_config(dir))
+        .clock(clock)
+        .build()
+        .expect("open the RocksDB keystore")
+}
+
+/// The runtime the handle side runs on: multi-thread, one worker per core,
+/// as a service would have.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Which operation a measurement runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `get_cache` / `DB::get` of a present key.
+    Get,
+    /// `set_cache` (never-expire) / `DB::put` of the same bytes.
+    Set,
+}
+
+impl Op {
+    /// Lower-case name for bench ids and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+        }
+    }
+}
+
+/// Writes every warm key through the handle (so the data is in the handle's format).
+pub fn fill_handle(rt: &tokio::runtime::Runtime, ks: &Keystore, value: &str) {
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..16u64)
+            .map(|t| {
+                let ks = ks.clone();
+                let value = value.to_owned();
+                tokio::spawn(async move {
+                    for i in (t..WARM_KEYS).step_by(16) {
+                        ks.set_cache(&key(i), value.as_str(), Ttl::Never)
+                            .await
+                            .expect("fill");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("fill task");
+        }
+    });
+}
+
+/// Writes every warm key into the raw database.
+pub fn fill_raw(db: &rocksdb::DB, envelope: &[u8]) {
+    for i in 0..WARM_KEYS {
+        db.put(key(i).as_bytes(), envelope).expect("raw fill");
+    }
+}
+
+/// Runs `ops` operations through the handle from `callers` tokio tasks;
+/// answers the wall time. Task `t` runs ops `t, t + callers, …`.
+pub fn run_handle(
+    rt: &tokio::runtime::Runtime,
+    ks: &Keystore,
+    op: Op,
+    value: &str,
+    callers: usize,
+    ops: u64,
+) -> Duration {
+    rt.block_on(async {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..callers as u64)
+            .map(|t| {
+                let ks = ks.clone();
+                let value = value.to_owned();
+                let step = callers;
+                tokio::spawn(async move {
+                    for i in (t..ops).step_by(step) {
+                        let k = key(i);
+                        match op {
+                            Op::Get => {
+                                let v = ks.get_cache::<IgnoredAny>(&k).await.expect("get");
+                                assert!(v.is_some(), "warm key {k} missing");
+                            }
+                            Op::Set => ks
+                                .set_cache(&k, value.as_str(), Ttl::Never)
+                                .await
+                                .expect("set"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("bench task");
+        }
+        started.elapsed()
+    })
+}
+
+/// Runs `ops` raw operations from `threads` OS threads; answers the wall time.
+/// Thread `t` runs ops `t, t + threads, …`.
+pub fn run_raw(db: &rocksdb::DB, op: Op, envelope: &[u8], threads: usize, ops: u64) -> Duration {
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads as u64 {
+            s.spawn(move || {
+                for i in (t..ops).step_by(threads) {
+                    let k = key(i);
+                    match op {
+                        Op::Get => {
+                            let v = db.get(k.as_bytes()).expect("raw get");
+                            assert!(v.is_some(), "warm key {k} missing");
+                        }
+                        Op::Set => db.put(k.as_bytes(), envelope).expect("raw put"),
+                    }
+                }
+            });
+        }
+    });
+    started.elapsed()
+}
+
+/// Raw RocksDB calls block, so more threads than cores only adds switching:
+/// the raw side runs `min(callers, cores)` threads, the strongest raw baseline.
+pub fn raw_threads(callers: usize) -> usize {
+    callers.min(cores()).max(1)
+}
+
+/// The median of `xs` (sorted in place).
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
