@@ -188,8 +188,9 @@ impl KeystoreBuilder {
         match config.backend {
             BackendKind::RocksDb => {
                 let (store, closed) = RocksStore::open(&config.rocksdb, self.clock.clone())?;
+                let store = Arc::new(store);
                 let spec = BackendSpec::RocksDb {
-                    store: Arc::new(store),
+                    store: store.clone(),
                     workers: config.rocksdb.workers,
                 };
                 let launch = Launch {
@@ -197,7 +198,14 @@ impl KeystoreBuilder {
                     spec,
                 };
                 let (actors, host) = engine::start(launch)?;
-                let engine = Engine::new(actors, host, max_in_flight, timeout, Some(closed));
+                let engine = Engine::new(
+                    actors,
+                    host,
+                    max_in_flight,
+                    timeout,
+                    Some(closed),
+                    Some(store),
+                );
                 Ok(Keystore::assemble(config, 0, Some(engine)))
             }
             kind @ (BackendKind::Redis | BackendKind::Dragonfly) => {
@@ -213,7 +221,7 @@ impl KeystoreBuilder {
                     },
                 };
                 let (actors, host) = engine::start(launch)?;
-                let engine = Engine::new(actors, host, max_in_flight, timeout, None);
+                let engine = Engine::new(actors, host, max_in_flight, timeout, None, None);
                 Ok(Keystore::assemble(config, MIN_SERVER_TTL, Some(engine)))
             }
         }

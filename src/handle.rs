@@ -16,6 +16,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
+use arc_swap::ArcSwapOption;
+
+use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Command, Gone, Reply, Request};
 use crate::builder::{KeystoreBuilder, Overrides};
 use crate::config::{BackendKind, Config};
@@ -71,6 +74,11 @@ pub(crate) struct Engine {
     host: parking_lot::Mutex<Host>,
     /// Disconnects when the embedded database is closed (its lock released).
     closed: Option<crossbeam_channel::Receiver<()>>,
+    /// RocksDB only: reads that memory can answer (memtable, block cache)
+    /// are served on the caller's thread, skipping two thread hops and a
+    /// timer; the rest go to the worker pool. Emptied at shutdown so the
+    /// database can close.
+    memory_reads: ArcSwapOption<RocksStore>,
 }
 
 impl Engine {
@@ -80,8 +88,10 @@ impl Engine {
         max_in_flight: usize,
         timeout: Duration,
         closed: Option<crossbeam_channel::Receiver<()>>,
+        memory_reads: Option<Arc<RocksStore>>,
     ) -> Self {
         Engine {
+            memory_reads: ArcSwapOption::new(memory_reads),
             actors: Some(actors),
             limiter: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
@@ -163,6 +173,17 @@ impl Engine {
         }
     }
 
+    /// The answer to a GET when memory alone can give it (see `memory_reads`).
+    fn read_in_memory(&self, key: &str) -> Option<Result<Option<String>>> {
+        let guard = self.memory_reads.load();
+        let store = guard.as_ref()?;
+        // A panic here is not the caller's: fall back to the pool, whose
+        // supervisor handles backend panics.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.get_in_memory(key)))
+            .ok()
+            .flatten()
+    }
+
     fn busy(&self, what: &str) -> KeystoreError {
         KeystoreError::new(
             ErrorKind::Busy,
@@ -183,6 +204,7 @@ impl Engine {
 
     /// Asks the engine to stop; the caller then waits for it with [`Engine::wait_stopped`].
     fn begin_stop(&self) {
+        self.memory_reads.store(None);
         if let Some(a) = &self.actors {
             a.slot.set(None);
             a.supervisor.do_send(Stop);
@@ -363,11 +385,16 @@ impl Keystore {
             return Ok(None);
         };
         let started = Instant::now();
-        let command = Command::Get { key: name.into() };
-        let result = match engine
-            .call(self.backend(), Op::Get, Some(name), command)
-            .await
-        {
+        let answer = match engine.read_in_memory(name) {
+            Some(answer) => answer.map(Reply::Value),
+            None => {
+                let command = Command::Get { key: name.into() };
+                engine
+                    .call(self.backend(), Op::Get, Some(name), command)
+                    .await
+            }
+        };
+        let result = match answer {
             Ok(Reply::Value(Some(json))) => {
                 serde_json::from_str::<T>(&json).map(Some).map_err(|e| {
                     KeystoreError::new(

@@ -606,8 +606,10 @@ mod tests {
     #[test]
     fn proc_status_parses_on_linux() {
         if cfg!(target_os = "linux") {
-            let peak = peak_rss_bytes().expect("VmHWM on Linux");
+            // Current first: the peak read afterwards includes it even if
+            // another test thread grew the process in between.
             let now = rss_bytes().expect("VmRSS on Linux");
+            let peak = peak_rss_bytes().expect("VmHWM on Linux");
             assert!(peak >= now && now > 0, "{peak} {now}");
         }
     }

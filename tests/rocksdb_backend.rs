@@ -403,3 +403,52 @@ async fn several_keystores_live_in_one_process() {
         Some("b")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_resume_where_they_stopped_and_miss_nothing_written_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ks, clock) = rocks_keystore(dir.path());
+    // Start on a whole second so every entry below shares one expiry second.
+    let now = clock.now_unix();
+    clock.set(Duration::from_secs(now.as_secs() + 1));
+    // 5000 entries expiring in the same second: several sweep batches.
+    for i in 0..5000 {
+        ks.set_cache(&format!("m{i:05}"), &i, Ttl::Seconds(10))
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(ks.purge_expired().await.unwrap(), 5000);
+    // Written after that sweep, expiring in that same second, with names
+    // that sort before the last entry the sweep took.
+    let t = clock.now_unix().as_secs();
+    clock.set(Duration::from_secs(t - 10));
+    for i in 0..10 {
+        ks.set_cache(&format!("a{i}"), &i, Ttl::Seconds(10))
+            .await
+            .unwrap();
+    }
+    clock.set(Duration::from_secs(t));
+    assert_eq!(ks.purge_expired().await.unwrap(), 10);
+    assert_eq!(ks.purge_expired().await.unwrap(), 0);
+    // Later entries, and a clock that jumps back and forth.
+    for i in 0..3000 {
+        ks.set_cache(&format!("z{i}"), &i, Ttl::Seconds(100 + i % 50))
+            .await
+            .unwrap();
+    }
+    clock.set(Duration::from_secs(t - 1000));
+    assert_eq!(ks.purge_expired().await.unwrap(), 0);
+    clock.set(Duration::from_secs(t + 1000));
+    assert_eq!(ks.purge_expired().await.unwrap(), 3000);
+    // Only the never-expire entry is left, in values and in the index.
+    ks.set_cache("keep", &1, Ttl::Never).await.unwrap();
+    ks.shutdown().await;
+    let left = raw_entries(&dir.path().join("db"));
+    assert_eq!(
+        left.len(),
+        1,
+        "{:?}",
+        left.iter().map(|e| &e.0).collect::<Vec<_>>()
+    );
+}

@@ -23,7 +23,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 
 use parking_lot::{Mutex, MutexGuard};
-use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
+use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch};
 
 use crate::clock::Clock;
 use crate::config::RocksDbConfig;
@@ -44,9 +44,24 @@ pub(crate) struct RocksStore {
     /// Serialises writes and sweeps per key stripe (see the module docs).
     stripes: Box<[Mutex<()>]>,
     hasher: std::hash::RandomState,
+    /// Where the next sweep batch starts. Deleted index entries stay in the
+    /// database as tombstones until compaction; starting every batch at the
+    /// front of the index would step over all of them again, making a large
+    /// sweep quadratic. Only sweeps (one at a time, from the janitor) use it.
+    cursor: Mutex<SweepCursor>,
     /// Dropped with the store: its receiver learns the database is closed, so
     /// shutdown can wait until the lock file is released.
     _closed: crossbeam_channel::Sender<()>,
+}
+
+/// The last index entry a sweep batch took, and whether its sweep goes on.
+#[derive(Debug, Default)]
+struct SweepCursor {
+    last: Option<(Vec<u8>, u64)>,
+    /// The last batch said `more`: the next one continues right after `last`.
+    /// Otherwise the next sweep starts at the beginning of `last`'s second,
+    /// since an entry written since then may sort before `last` in that second.
+    open: bool,
 }
 
 /// What one sweep batch did.
@@ -106,6 +121,7 @@ impl RocksStore {
                 clock,
                 stripes,
                 hasher: std::hash::RandomState::new(),
+                cursor: Mutex::new(SweepCursor::default()),
                 _closed: tx,
             },
             rx,
@@ -163,6 +179,27 @@ impl RocksStore {
         else {
             return Ok(None);
         };
+        self.live_value(key, &bytes)
+    }
+
+    /// [`get`](Self::get), answered from memory only (memtables and block
+    /// cache: `ReadTier::BlockCache` never reads a file). `None` when the
+    /// answer would need disk I/O: the caller then queues the read on the
+    /// worker pool. Safe to call on an async thread: it never blocks on I/O.
+    pub(crate) fn get_in_memory(&self, key: &str) -> Option<Result<Option<String>>> {
+        let mut ro = ReadOptions::default();
+        ro.set_read_tier(ReadTier::BlockCache);
+        match self.db.get_pinned_opt(key.as_bytes(), &ro) {
+            Ok(None) => Some(Ok(None)),
+            Ok(Some(bytes)) => Some(self.live_value(key, &bytes)),
+            // `Incomplete`: not in memory. Any other error: let the pool
+            // read it the normal way and report it with full context.
+            Err(_) => None,
+        }
+    }
+
+    /// The data of a stored envelope, or `None` when it has expired.
+    fn live_value(&self, key: &str, bytes: &[u8]) -> Result<Option<String>> {
         let entry = format::decode(&bytes).map_err(|why| self.corrupt(key, &why))?;
         if entry.is_expired(self.now()) {
             return Ok(None);
@@ -222,9 +259,26 @@ impl RocksStore {
         let now = self.now();
         let mut candidates: Vec<(Box<[u8]>, u64)> = Vec::new();
         let mut more = false;
+        let mut cursor = self.cursor.lock();
+        let start: Vec<u8> = match &cursor.last {
+            // The clock went back (manual clocks do): start over.
+            Some((_, exp)) if (*exp as f64) > now => INDEX_PREFIX.to_vec(),
+            Some((key, _)) if cursor.open => {
+                // Just after `key`: the smallest key greater than it.
+                let mut k = key.clone();
+                k.push(0);
+                k
+            }
+            Some((_, exp)) => index_key(*exp, b""),
+            None => INDEX_PREFIX.to_vec(),
+        };
+        // Entries expiring later than now are never taken: bound the iterator
+        // there so it does not even step onto them.
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(index_key((now.floor() as u64).saturating_add(1), b""));
         let iter = self
             .db
-            .iterator(IteratorMode::From(&INDEX_PREFIX, Direction::Forward));
+            .iterator_opt(IteratorMode::From(&start, Direction::Forward), ro);
         for item in iter {
             let (k, _) = item.map_err(|e| self.sweep_error(e))?;
             let Some((exp, _)) = parse_index_key(&k) else {
@@ -244,6 +298,11 @@ impl RocksStore {
             scanned: candidates.len() as u64,
             ..SweepOutcome::default()
         };
+        if let Some((k, exp)) = candidates.last() {
+            cursor.last = Some((k.to_vec(), *exp));
+        }
+        cursor.open = more;
+        drop(cursor);
         if candidates.is_empty() {
             return Ok(out);
         }
