@@ -200,7 +200,7 @@ impl RocksStore {
 
     /// The data of a stored envelope, or `None` when it has expired.
     fn live_value(&self, key: &str, bytes: &[u8]) -> Result<Option<String>> {
-        let entry = format::decode(&bytes).map_err(|why| self.corrupt(key, &why))?;
+        let entry = format::decode(bytes).map_err(|why| self.corrupt(key, &why))?;
         if entry.is_expired(self.now()) {
             return Ok(None);
         }
