@@ -1,0 +1,236 @@
+//! Handle vs raw redis-rs `MultiplexedConnection`, both sides in one run, as
+//! a table of medians and `handle/raw` ratios.
+//!
+//! The bench starts its own `redis-server` on a free loopback port (and skips
+//! with a message when redis-server is not installed). Both sides run the same
+//! GET or SET workload from the same number of tokio tasks on the same
+//! runtime; the raw side shares one `MultiplexedConnection` (cloned per task,
+//! as redis-rs intends), the handle side one `Keystore`. Values are the same
+//! JSON text on both sides, so the ratio measures the engine (limiter, actor
+//! hop, task per request, JSON, metrics), not a difference in data.
+//!
+//! `cargo bench --bench redis` (add `-- --quick`, or set
+//! `OBJDATAKEY_BENCH_QUICK=1`, for a short run). Set `OBJDATAKEY_BENCH_METRICS=0`
+//! to run the handle side with metrics recording off.
+
+mod support;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use objdatakey::{BackendKind, Config, Keystore, Ttl};
+use serde::de::IgnoredAny;
+
+const CALLERS: [usize; 4] = [1, 16, 64, 256];
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server() -> Option<(Server, u16)> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            println!("SKIPPED: cannot start redis-server ({e}); scripts/install-deps.sh installs it");
+            return None;
+        }
+    };
+    let server = Server(child);
+    let end = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((server, port))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Get,
+    Set,
+}
+
+fn main() {
+    let quick = support::quick();
+    let Some((_server, port)) = start_server() else {
+        return;
+    };
+    let metrics = std::env::var("OBJDATAKEY_BENCH_METRICS").map_or(true, |v| v != "0");
+    let (rounds, ops) = if quick { (3, 20_000u64) } else { (5, 100_000u64) };
+    let rt = support::runtime();
+    let mut config = Config {
+        backend: BackendKind::Redis,
+        ..Config::default()
+    };
+    config.redis.ip = "127.0.0.1".into();
+    config.redis.port = port;
+    let ks = Keystore::builder()
+        .config(config)
+        .build()
+        .expect("redis keystore");
+    let raw = rt.block_on(async {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("raw multiplexed connection")
+    });
+    println!(
+        "handle vs raw redis-rs MultiplexedConnection: {rounds} rounds of {ops} ops per side \
+         and cell, {} cores, metrics {}",
+        support::cores(),
+        if metrics { "on" } else { "off" }
+    );
+    println!(
+        "{:<12} {:>7} {:>12} {:>12} {:>11} {:>12} {:>12}",
+        "cell", "callers", "handle op/s", "raw op/s", "handle/raw", "handle us/op", "raw us/op"
+    );
+    for &size in &support::VALUE_SIZES {
+        let value = support::value(size);
+        let json = serde_json::to_string(&value).unwrap();
+        // Warm data: every key the GETs read exists.
+        run_raw(&rt, &raw, Op::Set, &json, 64, support::WARM_KEYS);
+        for op in [Op::Get, Op::Set] {
+            let cell = format!("{}_{}B", if op == Op::Get { "get" } else { "set" }, size);
+            for &callers in &CALLERS {
+                run_handle(&rt, &ks, op, &value, callers, ops / 4);
+                run_raw(&rt, &raw, op, &json, callers, ops / 4);
+                let (mut h, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+                for round in 0..rounds {
+                    let handle =
+                        || ops as f64 / run_handle(&rt, &ks, op, &value, callers, ops).as_secs_f64();
+                    let rawf =
+                        || ops as f64 / run_raw(&rt, &raw, op, &json, callers, ops).as_secs_f64();
+                    let (hv, rv) = if round % 2 == 0 {
+                        let hv = handle();
+                        (hv, rawf())
+                    } else {
+                        let rv = rawf();
+                        (handle(), rv)
+                    };
+                    h.push(hv);
+                    r.push(rv);
+                    ratio.push(hv / rv);
+                }
+                let (hm, rm) = (support::median(&mut h), support::median(&mut r));
+                println!(
+                    "{:<12} {:>7} {:>12.0} {:>12.0} {:>10.2}x {:>10.2}us {:>10.2}us",
+                    cell,
+                    callers,
+                    hm,
+                    rm,
+                    support::median(&mut ratio),
+                    1e6 / hm,
+                    1e6 / rm
+                );
+            }
+        }
+    }
+    rt.block_on(ks.shutdown());
+}
+
+fn run_handle(
+    rt: &tokio::runtime::Runtime,
+    ks: &Keystore,
+    op: Op,
+    value: &str,
+    callers: usize,
+    ops: u64,
+) -> Duration {
+    rt.block_on(async {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..callers as u64)
+            .map(|t| {
+                let ks = ks.clone();
+                let value = value.to_owned();
+                tokio::spawn(async move {
+                    for i in (t..ops).step_by(callers) {
+                        let k = support::key(i);
+                        match op {
+                            Op::Get => {
+                                let v = ks.get_cache::<IgnoredAny>(&k).await.expect("get");
+                                assert!(v.is_some(), "warm key {k} missing");
+                            }
+                            Op::Set => ks
+                                .set_cache(&k, value.as_str(), Ttl::Seconds(3600))
+                                .await
+                                .expect("set"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("bench task");
+        }
+        started.elapsed()
+    })
+}
+
+fn run_raw(
+    rt: &tokio::runtime::Runtime,
+    conn: &redis::aio::MultiplexedConnection,
+    op: Op,
+    json: &str,
+    callers: usize,
+    ops: u64,
+) -> Duration {
+    rt.block_on(async {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..callers as u64)
+            .map(|t| {
+                let mut conn = conn.clone();
+                let json = json.to_owned();
+                tokio::spawn(async move {
+                    for i in (t..ops).step_by(callers) {
+                        let k = support::key(i);
+                        match op {
+                            Op::Get => {
+                                let v: Option<String> = redis::cmd("GET")
+                                    .arg(&k)
+                                    .query_async(&mut conn)
+                                    .await
+                                    .expect("raw get");
+                                // The same decode work the handle does.
+                                let v: IgnoredAny =
+                                    serde_json::from_str(&v.expect("warm key")).unwrap();
+                                std::hint::black_box(v);
+                            }
+                            Op::Set => {
+                                let () = redis::cmd("SET")
+                                    .arg(&k)
+                                    .arg(json.as_str())
+                                    .arg("EX")
+                                    .arg(3600)
+                                    .query_async(&mut conn)
+                                    .await
+                                    .expect("raw set");
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("bench task");
+        }
+        started.elapsed()
+    })
+}
