@@ -52,6 +52,7 @@ mod engine;
 mod error;
 mod format;
 mod handle;
+mod prometheus;
 mod stats;
 mod ttl;
 
@@ -64,6 +65,7 @@ pub use config::{
 };
 pub use error::{ErrorKind, KeystoreError, Result};
 pub use handle::{BlockingKeystore, Keystore};
+pub use prometheus::{METRICS, MetricsRegistry, MetricsServer, OPERATION_BUCKETS, SWEEP_BUCKETS};
 pub use stats::{LatencySummary, Op, OpStats, Stats};
 pub use ttl::Ttl;
 

@@ -14,6 +14,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs
+    /// (overrides metrics.listen), e.g. 127.0.0.1:9898.
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -69,7 +74,11 @@ fn load_config(cli: &Cli) -> objdatakey::Result<Config> {
     if let Some(p) = &cli.config {
         loader = loader.path(p);
     }
-    loader.load()
+    let mut config = loader.load()?;
+    if let Some(addr) = cli.metrics_listen {
+        config.metrics.listen = Some(addr);
+    }
+    Ok(config)
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
