@@ -14,14 +14,14 @@ use objdatakey::{BackendKind, Keystore, Overrides, Ttl};
 
 /// The exposition of every keystore in the process (they share one registry).
 #[get("/metrics")]
-async fn metrics(keystore: web::Data<Keystore>) -> HttpResponse {
+async fn metrics_route(keystore: web::Data<Keystore>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(keystore.render_metrics())
 }
 
 #[get("/user/{name}")]
-async fn user(keystore: web::Data<Keystore>, name: web::Path<String>) -> HttpResponse {
+async fn user_route(keystore: web::Data<Keystore>, name: web::Path<String>) -> HttpResponse {
     match keystore
         .get_cache::<serde_json::Value>(&format!("user:{name}"))
         .await
@@ -65,8 +65,8 @@ async fn main() -> std::io::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .service(metrics)
-            .service(user)
+            .service(metrics_route)
+            .service(user_route)
     })
     .workers(1)
     .bind(("127.0.0.1", port))?;
@@ -88,7 +88,10 @@ async fn main() -> std::io::Result<()> {
             .lines()
             .filter(|l| l.starts_with("objdatakey_cache_hits_total"))
             .collect();
-        println!("GET /metrics -> {} lines, e.g. {hits:?}", metrics.lines().count());
+        println!(
+            "GET /metrics -> {} lines, e.g. {hits:?}",
+            metrics.lines().count()
+        );
         assert!(metrics.contains("objdatakey_operations_total"));
         handle.stop(true).await;
         server.await.map_err(std::io::Error::other)??;

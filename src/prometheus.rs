@@ -38,7 +38,9 @@ use ::metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata,
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use crate::config::BackendKind;
 use crate::error::{ErrorKind, KeystoreError, Result};
@@ -285,7 +287,8 @@ impl MetricsRegistry {
     }
 }
 
-const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+const METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
 fn label(k: &'static str, v: &'static str) -> Label {
     Label::from_static_parts(k, v)
@@ -398,7 +401,7 @@ impl EngineMetrics {
             } => {
                 let h = &self.ops[op as usize];
                 h.duration.record(latency.as_secs_f64());
-                let c = match outcome {
+                let by_result = match outcome {
                     Outcome::Hit => {
                         self.hits.increment(1);
                         &h.hit
@@ -408,14 +411,16 @@ impl EngineMetrics {
                         &h.miss
                     }
                     Outcome::Ok => &h.ok,
-                    Outcome::Error(kind) => {
+                    Outcome::Error(_) => {
                         h.error.increment(1);
-                        self.error(op, kind).increment(1);
                         &None
                     }
                 };
-                if let Some(c) = c {
+                if let Some(c) = by_result {
                     c.increment(1);
+                }
+                if let Outcome::Error(kind) = outcome {
+                    self.error(op, kind).increment(1);
                 }
             }
             Event::Sweep {
