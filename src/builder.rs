@@ -12,6 +12,7 @@ use crate::engine::supervisor::BackendSpec;
 use crate::engine::{self, Launch};
 use crate::error::Result;
 use crate::handle::{Engine, Keystore};
+use crate::prometheus::MetricsRegistry;
 
 /// Redis and Dragonfly raise TTLs below this many seconds to it (the original's minimum).
 pub const MIN_SERVER_TTL: u64 = 5;
@@ -111,8 +112,10 @@ impl Overrides {
 ///
 /// Defaults: the config from [`Config::load`] (`OBJDATAKEY_CONFIG`, else
 /// `./config.yaml`, else built-in defaults), the system clock, and the limits
-/// from the config (`keystore.max_in_flight`: 1024, `keystore.request_timeout_ms`: 5000).
-#[derive(Debug, Clone, Default)]
+/// from the config (`keystore.max_in_flight`: 1024, `keystore.request_timeout_ms`: 5000),
+/// metrics on, recorded into [`MetricsRegistry::global`], and served over HTTP
+/// only when `metrics.listen` is set.
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct KeystoreBuilder {
     config: Option<Config>,
@@ -121,6 +124,23 @@ pub struct KeystoreBuilder {
     clock: Clock,
     max_in_flight: Option<usize>,
     request_timeout: Option<Duration>,
+    metrics: bool,
+    registry: Option<MetricsRegistry>,
+}
+
+impl Default for KeystoreBuilder {
+    fn default() -> Self {
+        KeystoreBuilder {
+            config: None,
+            config_path: None,
+            overrides: Overrides::default(),
+            clock: Clock::default(),
+            max_in_flight: None,
+            request_timeout: None,
+            metrics: true,
+            registry: None,
+        }
+    }
 }
 
 impl KeystoreBuilder {
@@ -162,6 +182,24 @@ impl KeystoreBuilder {
         self
     }
 
+    /// Record metrics (default `true`). With `false` the hot path sends no
+    /// events at all: [`Keystore::stats`] stays at zero, no Prometheus series
+    /// are registered and `metrics.listen` is ignored. Meant for measuring
+    /// what recording costs (benches compare both settings); production
+    /// should leave it on.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Record into `registry` instead of the process-wide
+    /// [`MetricsRegistry::global`]. A private registry sees only the
+    /// keystores given it: how tests read exact counts.
+    pub fn metrics_registry(mut self, registry: MetricsRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
     /// Loads the config, opens the backend and starts the engine.
     ///
     /// For RocksDB the database is opened here, so a held lock or a missing
@@ -180,9 +218,16 @@ impl KeystoreBuilder {
         if let Some(t) = self.request_timeout {
             config.engine.request_timeout = t;
         }
+        let registry = self.registry.unwrap_or_else(MetricsRegistry::global);
         if !config.enabled {
-            return Ok(Keystore::assemble(config, 0, None));
+            return Ok(Keystore::assemble(config, 0, None, registry, None));
         }
+        // Started before the backend so a taken address fails the build at once.
+        let server = match (self.metrics, config.metrics.listen) {
+            (true, Some(addr)) => Some(registry.serve(addr)?),
+            _ => None,
+        };
+        let metrics = self.metrics.then(|| registry.clone());
         let max_in_flight = config.engine.max_in_flight;
         let timeout = config.engine.request_timeout;
         match config.backend {
@@ -196,6 +241,7 @@ impl KeystoreBuilder {
                 let launch = Launch {
                     config: config.clone(),
                     spec,
+                    metrics,
                 };
                 let (actors, host) = engine::start(launch)?;
                 let engine = Engine::new(
@@ -206,23 +252,36 @@ impl KeystoreBuilder {
                     Some(closed),
                     Some(store),
                 );
-                Ok(Keystore::assemble(config, 0, Some(engine)))
+                Ok(Keystore::assemble(
+                    config,
+                    0,
+                    Some(engine),
+                    registry,
+                    server,
+                ))
             }
             kind @ (BackendKind::Redis | BackendKind::Dragonfly) => {
-                let server = match kind {
+                let section = match kind {
                     BackendKind::Dragonfly => &config.dragonfly,
                     _ => &config.redis,
                 };
-                let target = RedisTarget::new(kind, server, timeout)?;
+                let target = RedisTarget::new(kind, section, timeout)?;
                 let launch = Launch {
                     config: config.clone(),
                     spec: BackendSpec::Redis {
                         target: Arc::new(target),
                     },
+                    metrics,
                 };
                 let (actors, host) = engine::start(launch)?;
                 let engine = Engine::new(actors, host, max_in_flight, timeout, None, None);
-                Ok(Keystore::assemble(config, MIN_SERVER_TTL, Some(engine)))
+                Ok(Keystore::assemble(
+                    config,
+                    MIN_SERVER_TTL,
+                    Some(engine),
+                    registry,
+                    server,
+                ))
             }
         }
     }

@@ -22,10 +22,11 @@ use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Command, Gone, Reply, Request};
 use crate::builder::{KeystoreBuilder, Overrides};
 use crate::config::{BackendKind, Config};
-use crate::engine::metrics::Snapshot;
+use crate::engine::metrics::{Flush, Snapshot};
 use crate::engine::supervisor::{BackendFailed, PurgeExpired, Stop};
 use crate::engine::{Actors, Host, wait_closed};
 use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::prometheus::{MetricsRegistry, MetricsServer};
 use crate::stats::{Op, Outcome, Stats};
 use crate::ttl::Ttl;
 
@@ -60,6 +61,10 @@ struct Inner {
     min_ttl: u64,
     /// `None` when `keystore.enabled` is false: every call is then a no-op.
     engine: Option<Engine>,
+    /// The registry this keystore records into (see [`Keystore::render_metrics`]).
+    registry: MetricsRegistry,
+    /// The `/metrics` listener this keystore keeps alive (`metrics.listen`).
+    server: Option<MetricsServer>,
 }
 
 /// The running engine behind the handles.
@@ -92,8 +97,8 @@ impl Engine {
     ) -> Self {
         Engine {
             memory_reads: ArcSwapOption::new(memory_reads),
+            limiter: actors.limiter.clone(),
             actors: Some(actors),
-            limiter: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             timeout,
             host: parking_lot::Mutex::new(host),
@@ -301,12 +306,20 @@ impl Keystore {
         Keystore::connect_keystore(o)
     }
 
-    pub(crate) fn assemble(config: Config, min_ttl: u64, engine: Option<Engine>) -> Keystore {
+    pub(crate) fn assemble(
+        config: Config,
+        min_ttl: u64,
+        engine: Option<Engine>,
+        registry: MetricsRegistry,
+        server: Option<MetricsServer>,
+    ) -> Keystore {
         Keystore {
             inner: Arc::new(Inner {
                 config,
                 min_ttl,
                 engine,
+                registry,
+                server,
             }),
         }
     }
@@ -511,6 +524,43 @@ impl Keystore {
             .max_in_flight
             .saturating_sub(engine.limiter.available_permits());
         stats
+    }
+
+    /// The Prometheus text exposition of the registry this keystore records
+    /// into: serve it on your own `/metrics` route (see the
+    /// `actix_web_metrics` example). By default that registry is
+    /// [`MetricsRegistry::global`], shared by every keystore of the process,
+    /// so one route shows them all, told apart by the `backend` label.
+    ///
+    /// It shows what the metrics actor has applied, at most about 100 ms
+    /// behind the calls; await [`flush_metrics`](Self::flush_metrics) first
+    /// to include every call made so far.
+    #[must_use]
+    pub fn render_metrics(&self) -> String {
+        self.inner.registry.render()
+    }
+
+    /// Waits until the metrics actor has applied every event recorded so far
+    /// (to [`stats`](Self::stats) and to the Prometheus registry).
+    pub async fn flush_metrics(&self) {
+        if let Some(actors) = self.engine().and_then(|e| e.actors.as_ref()) {
+            let (tx, rx) = oneshot::channel();
+            actors.metrics.do_send(Flush { reply: tx });
+            let _ = rx.await;
+        }
+    }
+
+    /// The registry this keystore records into.
+    #[must_use]
+    pub fn metrics_registry(&self) -> &MetricsRegistry {
+        &self.inner.registry
+    }
+
+    /// Where this keystore's `/metrics` listener listens (`metrics.listen`,
+    /// with the real port when the config said port 0), or `None`.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.server.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Stops the engine for every clone of this handle and waits until the

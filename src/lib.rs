@@ -36,7 +36,25 @@
 //!   connection that reconnects by itself).
 //! - `format`: the stored value formats shared with Python services.
 //! - `stats`: the hot-path recorder and the [`Stats`] snapshot.
+//! - `prometheus`: the [`MetricsRegistry`] (one process-wide Prometheus
+//!   registry, or private ones), each engine's metric handles, and the
+//!   `/metrics` HTTP listener ([`MetricsServer`]).
 //! - `clock`, `ttl`, `error`: the small types.
+//!
+//! # Metrics
+//! The hot path only `try_send`s an event into a bounded channel; the metrics
+//! actor applies events to [`Stats`] and to Prometheus handles registered once
+//! per engine (names in [`METRICS`], labels only `backend`, `op`, `result`,
+//! `kind`). Several engines in one process share one registry,
+//! [`MetricsRegistry::global`], which is never installed as the `metrics`
+//! crate's global recorder, so nothing clashes with a host application's own
+//! recorder and a second engine never fails. `metrics.listen` (or the CLI's
+//! `--metrics-listen`) serves it over HTTP: one listener per address, shared
+//! by every engine that asks for that address, closed with the last of them;
+//! [`Keystore::render_metrics`] gives the same text for an application's own
+//! `/metrics` route. [`KeystoreBuilder::metrics_registry`] records into a
+//! private registry instead (how the tests read exact counts), and
+//! [`KeystoreBuilder::metrics`]`(false)` turns recording off.
 //!
 //! # Stored formats
 //! - Redis/Dragonfly: key = the name; value = the JSON text of the data.
@@ -54,6 +72,7 @@ mod engine;
 mod error;
 mod format;
 mod handle;
+mod prometheus;
 mod stats;
 mod ttl;
 
@@ -66,6 +85,7 @@ pub use config::{
 };
 pub use error::{ErrorKind, KeystoreError, Result};
 pub use handle::{BlockingKeystore, Keystore};
+pub use prometheus::{METRICS, MetricsRegistry, MetricsServer, OPERATION_BUCKETS, SWEEP_BUCKETS};
 pub use stats::{LatencySummary, Op, OpStats, Stats};
 pub use ttl::Ttl;
 

@@ -16,10 +16,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
 
-    // Global `--metrics-listen ADDR` goes here: it is being added on the
-    // metrics branch (it sets `config.metrics.listen`). `load` needs nothing
-    // of its own for it: it builds its keystore from the same `Config`, so a
-    // Prometheus scrape during a load run works once that flag lands.
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs
+    /// (overrides metrics.listen), e.g. 127.0.0.1:9898.
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -78,7 +79,11 @@ fn load_config(cli: &Cli) -> objdatakey::Result<Config> {
     if let Some(p) = &cli.config {
         loader = loader.path(p);
     }
-    loader.load()
+    let mut config = loader.load()?;
+    if let Some(addr) = cli.metrics_listen {
+        config.metrics.listen = Some(addr);
+    }
+    Ok(config)
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {

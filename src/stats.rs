@@ -5,6 +5,13 @@
 //! `try_send`. If the metrics actor ever falls so far behind that the channel is
 //! full, the event is dropped and counted in [`Stats::events_dropped`], so an
 //! undercount is visible rather than silent.
+//!
+//! The metrics actor applies each event twice: to the [`Aggregate`] behind
+//! [`Stats`], and to the engine's Prometheus handles
+//! ([`EngineMetrics`](crate::prometheus::EngineMetrics)). Both happen off the
+//! hot path, which only pays for one `try_send`. With
+//! [`KeystoreBuilder::metrics(false)`](crate::KeystoreBuilder::metrics) the
+//! recorder sends nothing at all.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,32 +77,37 @@ pub(crate) enum Event {
         outcome: Outcome,
         latency: Duration,
     },
-    #[allow(dead_code)] // scanned and duration are exported as metrics
     Sweep {
         removed: u64,
         scanned: u64,
         duration: Duration,
     },
+    /// A janitor sweep failed (it is retried at the next interval).
+    SweepFailed,
     Restart,
-    /// The backend became reachable (`true`) or unreachable (`false`).
-    #[allow(dead_code)] // read by the Prometheus exporter
+    /// The backend became reachable/open (`true`) or lost (`false`).
     BackendUp(bool),
 }
 
 /// The hot-path side of metrics: cheap to clone, never blocks.
 #[derive(Clone)]
 pub(crate) struct Recorder {
+    /// `false` under `KeystoreBuilder::metrics(false)`: nothing is sent.
+    on: bool,
     tx: crossbeam_channel::Sender<Event>,
     /// Events lost to a full channel (see the module docs).
     dropped: Arc<AtomicU64>,
 }
 
 impl Recorder {
-    pub(crate) fn new() -> (Self, crossbeam_channel::Receiver<Event>, Arc<AtomicU64>) {
-        let (tx, rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
+    /// A recorder and the receiving end of its channel; `on: false` makes
+    /// every recording a no-op.
+    pub(crate) fn new(on: bool) -> (Self, crossbeam_channel::Receiver<Event>, Arc<AtomicU64>) {
+        let (tx, rx) = crossbeam_channel::bounded(if on { EVENT_CAPACITY } else { 1 });
         let dropped = Arc::new(AtomicU64::new(0));
         (
             Recorder {
+                on,
                 tx,
                 dropped: dropped.clone(),
             },
@@ -105,14 +117,9 @@ impl Recorder {
     }
 
     pub(crate) fn record(&self, event: Event) {
-        if self.tx.try_send(event).is_err() {
+        if self.on && self.tx.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// The backend became reachable or unreachable.
-    pub(crate) fn backend_up(&self, up: bool) {
-        self.record(Event::BackendUp(up));
     }
 
     pub(crate) fn op(&self, op: Op, outcome: Outcome, latency: Duration) {
@@ -121,6 +128,14 @@ impl Recorder {
             outcome,
             latency,
         });
+    }
+
+    /// The backend's connection went up (`true`) or down (`false`); exported
+    /// as the `objdatakey_backend_up` gauge. RocksDB engines report up when
+    /// the worker pool starts and down when they stop; network backends on
+    /// every connect and disconnect. Repeating the same state is harmless.
+    pub(crate) fn backend_up(&self, up: bool) {
+        self.record(Event::BackendUp(up));
     }
 }
 
@@ -261,6 +276,10 @@ pub struct Stats {
     pub janitor_removed: u64,
     /// Events lost because the metrics channel was full (normally 0).
     pub events_dropped: u64,
+    /// Whether the backend was up at the last event (see `objdatakey_backend_up`).
+    pub backend_up: bool,
+    /// Janitor sweeps that failed.
+    pub janitor_sweep_failures: u64,
 }
 
 impl Stats {
@@ -280,6 +299,8 @@ impl Stats {
             janitor_sweeps: 0,
             janitor_removed: 0,
             events_dropped: 0,
+            backend_up: false,
+            janitor_sweep_failures: 0,
         }
     }
 
@@ -319,7 +340,9 @@ pub(crate) struct Aggregate {
     pub errors_by_kind: Vec<(ErrorKind, u64)>,
     pub restarts: u64,
     pub sweeps: u64,
+    pub sweep_failures: u64,
     pub removed: u64,
+    pub up: bool,
 }
 
 impl Aggregate {
@@ -350,8 +373,9 @@ impl Aggregate {
                 self.sweeps += 1;
                 self.removed += removed;
             }
+            Event::SweepFailed => self.sweep_failures += 1,
             Event::Restart => self.restarts += 1,
-            Event::BackendUp(_) => {}
+            Event::BackendUp(up) => self.up = up,
         }
     }
 
@@ -372,6 +396,8 @@ impl Aggregate {
         s.backend_restarts = self.restarts;
         s.janitor_sweeps = self.sweeps;
         s.janitor_removed = self.removed;
+        s.janitor_sweep_failures = self.sweep_failures;
+        s.backend_up = self.up;
         s
     }
 }

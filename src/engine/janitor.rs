@@ -60,12 +60,15 @@ impl Janitor {
         let work = async move {
             let started = Instant::now();
             let result = sweep_all(&slot).await;
-            if let Ok((removed, scanned)) = result {
-                recorder.record(Event::Sweep {
+            match result {
+                Ok((removed, scanned)) => recorder.record(Event::Sweep {
                     removed,
                     scanned,
                     duration: started.elapsed(),
-                });
+                }),
+                // Shutting down is not a failed sweep.
+                Err(ref e) if e.kind() == ErrorKind::Shutdown => {}
+                Err(_) => recorder.record(Event::SweepFailed),
             }
             result.map(|(removed, _)| removed)
         };

@@ -1,5 +1,7 @@
-//! The metrics actor: drains the event channel the hot path writes to and
-//! keeps the totals that [`Stats`] reports.
+//! The metrics actor: drains the event channel the hot path writes to, keeps
+//! the totals that [`Stats`] reports, and updates the engine's Prometheus
+//! handles ([`EngineMetrics`], registered once at start). It also samples what
+//! is not an event (requests in flight, events dropped) on every drain.
 //!
 //! It stops on its own when every [`Recorder`](crate::stats::Recorder) is gone
 //! (the channel disconnects): ownership, not a flag, ends it.
@@ -12,17 +14,27 @@ use actix::prelude::*;
 use crossbeam_channel::{Receiver, TryRecvError};
 use tokio::sync::oneshot;
 
+use tokio::sync::Semaphore;
+
 use crate::config::BackendKind;
+use crate::prometheus::EngineMetrics;
 use crate::stats::{Aggregate, Event, Stats};
 
 /// How often the channel is drained when nobody asks for a snapshot.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
+/// Drains between two registry upkeeps (histogram folding): 5 s.
+const UPKEEP_EVERY: u32 = 50;
 
 pub(crate) struct MetricsActor {
     backend: BackendKind,
     events: Receiver<Event>,
     dropped: Arc<AtomicU64>,
     totals: Aggregate,
+    /// `None` when metrics are off (`KeystoreBuilder::metrics(false)`).
+    prom: Option<EngineMetrics>,
+    limiter: Arc<Semaphore>,
+    max_in_flight: usize,
+    ticks: u32,
 }
 
 impl MetricsActor {
@@ -30,24 +42,43 @@ impl MetricsActor {
         backend: BackendKind,
         events: Receiver<Event>,
         dropped: Arc<AtomicU64>,
+        prom: Option<EngineMetrics>,
+        limiter: Arc<Semaphore>,
+        max_in_flight: usize,
     ) -> Self {
         MetricsActor {
             backend,
             events,
             dropped,
             totals: Aggregate::default(),
+            prom,
+            limiter,
+            max_in_flight,
+            ticks: 0,
         }
     }
 
     /// Applies every queued event; `false` once all senders are gone.
     fn drain(&mut self) -> bool {
-        loop {
+        let alive = loop {
             match self.events.try_recv() {
-                Ok(e) => self.totals.apply(&e),
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => return false,
+                Ok(e) => {
+                    self.totals.apply(&e);
+                    if let Some(p) = &mut self.prom {
+                        p.apply(&e);
+                    }
+                }
+                Err(TryRecvError::Empty) => break true,
+                Err(TryRecvError::Disconnected) => break false,
             }
+        };
+        if let Some(p) = &mut self.prom {
+            let in_flight = self
+                .max_in_flight
+                .saturating_sub(self.limiter.available_permits());
+            p.sample(in_flight, self.dropped.load(Ordering::Relaxed));
         }
+        alive
     }
 }
 
@@ -59,7 +90,32 @@ impl Actor for MetricsActor {
             if !act.drain() {
                 ctx.stop();
             }
+            act.ticks += 1;
+            if act.ticks >= UPKEEP_EVERY {
+                act.ticks = 0;
+                if let Some(p) = &act.prom {
+                    p.registry().upkeep();
+                }
+            }
         });
+    }
+}
+
+/// Applies every event recorded before the ask, then answers.
+pub(crate) struct Flush {
+    pub reply: oneshot::Sender<()>,
+}
+
+impl Message for Flush {
+    type Result = ();
+}
+
+impl Handler<Flush> for MetricsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Flush, _ctx: &mut Context<Self>) {
+        self.drain();
+        let _ = msg.reply.send(());
     }
 }
 

@@ -16,6 +16,7 @@ use actix::prelude::*;
 use crate::backend::BackendSlot;
 use crate::config::Config;
 use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::prometheus::{EngineMetrics, MetricsRegistry};
 use crate::stats::{Event, Recorder};
 
 pub(crate) mod janitor;
@@ -35,6 +36,8 @@ pub(crate) struct Actors {
     pub metrics: Addr<MetricsActor>,
     pub slot: Arc<BackendSlot>,
     pub recorder: Recorder,
+    /// Bounds requests in flight (shared with the metrics actor, which samples it).
+    pub limiter: Arc<tokio::sync::Semaphore>,
     /// The runtime the actors run on: its timer serves request timeouts, and
     /// the blocking API drives futures through it.
     pub rt: tokio::runtime::Handle,
@@ -55,6 +58,8 @@ pub(crate) enum Host {
 pub(crate) struct Launch {
     pub config: Config,
     pub spec: BackendSpec,
+    /// Where to record; `None` turns recording off entirely.
+    pub metrics: Option<MetricsRegistry>,
 }
 
 fn launch_here(l: Launch) -> Actors {
@@ -62,8 +67,21 @@ fn launch_here(l: Launch) -> Actors {
         Recorder,
         crossbeam_channel::Receiver<Event>,
         Arc<AtomicU64>,
-    ) = Recorder::new();
-    let metrics = MetricsActor::new(l.config.backend, events, dropped).start();
+    ) = Recorder::new(l.metrics.is_some());
+    let max_in_flight = l.config.engine.max_in_flight;
+    let limiter = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let prom = l
+        .metrics
+        .map(|r| EngineMetrics::new(r, l.config.backend, max_in_flight));
+    let metrics = MetricsActor::new(
+        l.config.backend,
+        events,
+        dropped,
+        prom,
+        limiter.clone(),
+        max_in_flight,
+    )
+    .start();
     let slot = Arc::new(BackendSlot::default());
     let supervisor = Supervisor::launch(&l.config, l.spec, slot.clone(), recorder.clone());
     Actors {
@@ -71,6 +89,7 @@ fn launch_here(l: Launch) -> Actors {
         metrics,
         slot,
         recorder,
+        limiter,
         rt: tokio::runtime::Handle::current(),
     }
 }

@@ -87,6 +87,7 @@ impl Supervisor {
                             "cannot start RocksDB worker threads: {e}; retrying in 1 s"
                         );
                         self.slot.set(None);
+                        self.recorder.backend_up(false);
                         ctx.run_later(std::time::Duration::from_secs(1), |act, ctx| {
                             act.start_backend(ctx)
                         });
@@ -100,6 +101,8 @@ impl Supervisor {
             }
         };
         self.slot.set(Some((generation, tx)));
+        // RocksDB is up once its database is open and its workers run.
+        self.recorder.backend_up(true);
     }
 }
 
@@ -108,6 +111,7 @@ impl Actor for Supervisor {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.slot.set(None);
+        self.recorder.backend_up(false);
     }
 }
 
