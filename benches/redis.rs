@@ -83,6 +83,7 @@ fn main() {
     config.redis.port = port;
     let ks = Keystore::builder()
         .config(config)
+        .metrics(metrics)
         .build()
         .expect("redis keystore");
     let raw = rt.block_on(async {
