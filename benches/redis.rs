@@ -48,7 +48,9 @@ fn start_server() -> Option<(Server, u16)> {
     let child = match child {
         Ok(c) => c,
         Err(e) => {
-            println!("SKIPPED: cannot start redis-server ({e}); scripts/install-deps.sh installs it");
+            println!(
+                "SKIPPED: cannot start redis-server ({e}); scripts/install-deps.sh installs it"
+            );
             return None;
         }
     };
@@ -73,7 +75,11 @@ fn main() {
         return;
     };
     let metrics = std::env::var("OBJDATAKEY_BENCH_METRICS").map_or(true, |v| v != "0");
-    let (rounds, ops) = if quick { (3, 20_000u64) } else { (5, 100_000u64) };
+    let (rounds, ops) = if quick {
+        (3, 20_000u64)
+    } else {
+        (5, 100_000u64)
+    };
     let rt = support::runtime();
     let mut config = Config {
         backend: BackendKind::Redis,
@@ -115,8 +121,9 @@ fn main() {
                 run_raw(&rt, &raw, op, &json, callers, ops / 4);
                 let (mut h, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
                 for round in 0..rounds {
-                    let handle =
-                        || ops as f64 / run_handle(&rt, &ks, op, &value, callers, ops).as_secs_f64();
+                    let handle = || {
+                        ops as f64 / run_handle(&rt, &ks, op, &value, callers, ops).as_secs_f64()
+                    };
                     let rawf =
                         || ops as f64 / run_raw(&rt, &raw, op, &json, callers, ops).as_secs_f64();
                     let (hv, rv) = if round % 2 == 0 {
