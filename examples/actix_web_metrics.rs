@@ -15,6 +15,9 @@ use objdatakey::{BackendKind, Keystore, Overrides, Ttl};
 /// The exposition of every keystore in the process (they share one registry).
 #[get("/metrics")]
 async fn metrics_route(keystore: web::Data<Keystore>) -> HttpResponse {
+    // The metrics actor applies events every 100 ms; flushing first makes a
+    // scrape include every operation that finished before it.
+    keystore.flush_metrics().await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(keystore.render_metrics())
@@ -83,7 +86,6 @@ async fn main() -> std::io::Result<()> {
         .await
         .map_err(std::io::Error::other)??;
         println!("GET /user/ada ->\n{}", user.lines().last().unwrap_or(""));
-        keystore.flush_metrics().await;
         let hits: Vec<&str> = metrics
             .lines()
             .filter(|l| l.starts_with("objdatakey_cache_hits_total"))
@@ -93,6 +95,10 @@ async fn main() -> std::io::Result<()> {
             metrics.lines().count()
         );
         assert!(metrics.contains("objdatakey_operations_total"));
+        assert!(
+            hits.iter().any(|l| l.ends_with(" 1")),
+            "the hit on /user/ada is in the scrape: {hits:?}"
+        );
         handle.stop(true).await;
         server.await.map_err(std::io::Error::other)??;
     } else {
