@@ -5,7 +5,9 @@
 //!
 //! Sweep batches run on the backend's worker threads, interleaved with
 //! foreground requests in the same queue, so a large sweep delays a request by
-//! at most one batch.
+//! at most one batch. Between batches the janitor rests as long as the batch
+//! took (at most 50 ms): a long sweep then uses about half of one core, and
+//! foreground requests keep the rest of the machine.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +23,9 @@ use crate::stats::{Event, Recorder};
 const BATCH: usize = 1024;
 /// Deadline of one batch: generous, a sweep is background work.
 const BATCH_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The longest rest between two sweep batches (see `sweep_all`).
+const MAX_REST: Duration = Duration::from_millis(50);
 
 pub(crate) struct Janitor {
     slot: Arc<BackendSlot>,
@@ -92,6 +97,7 @@ impl Janitor {
 async fn sweep_all(slot: &BackendSlot) -> Result<(u64, u64)> {
     let (mut removed, mut scanned) = (0, 0);
     loop {
+        let batch_started = Instant::now();
         let (tx, rx) = oneshot::channel();
         let req = Request {
             command: Command::Sweep { limit: BATCH },
@@ -116,6 +122,10 @@ async fn sweep_all(slot: &BackendSlot) -> Result<(u64, u64)> {
                 if !more {
                     return Ok((removed, scanned));
                 }
+                // Duty cycle: rest as long as the batch took (at most
+                // MAX_REST) before the next one, so a long sweep takes at
+                // most about half of one core from foreground requests.
+                tokio::time::sleep(batch_started.elapsed().min(MAX_REST)).await;
             }
             Ok(Ok(other)) => {
                 return Err(KeystoreError::new(
