@@ -12,7 +12,7 @@
 
 mod support;
 
-use objdatakey::Clock;
+use objdatakey::{Clock, Ttl};
 use support::{CONCURRENCY, Op, VALUE_SIZES};
 
 fn main() {
@@ -51,37 +51,26 @@ fn main() {
             for &callers in &CONCURRENCY {
                 let threads = support::raw_threads(callers);
                 // Warm-up: one untimed pass on each side.
-                support::run_handle(&rt, &ks, op, &value, callers, ops / 4);
+                support::run_handle(&rt, &ks, op, &value, callers, ops / 4, Ttl::Never);
                 support::run_raw(&db, op, &envelope, threads, ops / 4);
-                let (mut h, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-                for round in 0..rounds {
-                    let handle = || {
-                        ops as f64
-                            / support::run_handle(&rt, &ks, op, &value, callers, ops).as_secs_f64()
-                    };
-                    let raw = || {
+                let (hm, rm, ratio) = support::alternate_rounds(
+                    rounds,
+                    || {
+                        let d = support::run_handle(&rt, &ks, op, &value, callers, ops, Ttl::Never);
+                        ops as f64 / d.as_secs_f64()
+                    },
+                    || {
                         ops as f64
                             / support::run_raw(&db, op, &envelope, threads, ops).as_secs_f64()
-                    };
-                    let (hv, rv) = if round % 2 == 0 {
-                        let hv = handle();
-                        (hv, raw())
-                    } else {
-                        let rv = raw();
-                        (handle(), rv)
-                    };
-                    h.push(hv);
-                    r.push(rv);
-                    ratio.push(hv / rv);
-                }
-                let (hm, rm) = (support::median(&mut h), support::median(&mut r));
+                    },
+                );
                 println!(
                     "{:<16} {:>7} {:>12.0} {:>12.0} {:>11.2}x {:>10.2}us {:>10.2}us",
                     cell,
                     callers,
                     hm,
                     rm,
-                    support::median(&mut ratio),
+                    ratio,
                     1e6 / hm,
                     1e6 / rm
                 );

@@ -21,8 +21,13 @@ use std::time::{Duration, Instant};
 
 use objdatakey::{BackendKind, Config, Keystore, Ttl};
 use serde::de::IgnoredAny;
+use support::Op;
 
 const CALLERS: [usize; 4] = [1, 16, 64, 256];
+
+/// Both sides write with this TTL (`SET .. EX 3600`).
+const TTL_SECS: u64 = 3600;
+const TTL: Ttl = Ttl::Seconds(TTL_SECS);
 
 struct Server(Child);
 
@@ -61,12 +66,6 @@ fn start_server() -> Option<(Server, u16)> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Some((server, port))
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Op {
-    Get,
-    Set,
 }
 
 fn main() {
@@ -115,36 +114,25 @@ fn main() {
         // Warm data: every key the GETs read exists.
         run_raw(&rt, &raw, Op::Set, &json, 64, support::WARM_KEYS);
         for op in [Op::Get, Op::Set] {
-            let cell = format!("{}_{}B", if op == Op::Get { "get" } else { "set" }, size);
+            let cell = format!("{}_{}B", op.name(), size);
             for &callers in &CALLERS {
-                run_handle(&rt, &ks, op, &value, callers, ops / 4);
+                support::run_handle(&rt, &ks, op, &value, callers, ops / 4, TTL);
                 run_raw(&rt, &raw, op, &json, callers, ops / 4);
-                let (mut h, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-                for round in 0..rounds {
-                    let handle = || {
-                        ops as f64 / run_handle(&rt, &ks, op, &value, callers, ops).as_secs_f64()
-                    };
-                    let rawf =
-                        || ops as f64 / run_raw(&rt, &raw, op, &json, callers, ops).as_secs_f64();
-                    let (hv, rv) = if round % 2 == 0 {
-                        let hv = handle();
-                        (hv, rawf())
-                    } else {
-                        let rv = rawf();
-                        (handle(), rv)
-                    };
-                    h.push(hv);
-                    r.push(rv);
-                    ratio.push(hv / rv);
-                }
-                let (hm, rm) = (support::median(&mut h), support::median(&mut r));
+                let (hm, rm, ratio) = support::alternate_rounds(
+                    rounds,
+                    || {
+                        let d = support::run_handle(&rt, &ks, op, &value, callers, ops, TTL);
+                        ops as f64 / d.as_secs_f64()
+                    },
+                    || ops as f64 / run_raw(&rt, &raw, op, &json, callers, ops).as_secs_f64(),
+                );
                 println!(
                     "{:<12} {:>7} {:>12.0} {:>12.0} {:>10.2}x {:>10.2}us {:>10.2}us",
                     cell,
                     callers,
                     hm,
                     rm,
-                    support::median(&mut ratio),
+                    ratio,
                     1e6 / hm,
                     1e6 / rm
                 );
@@ -152,44 +140,6 @@ fn main() {
         }
     }
     rt.block_on(ks.shutdown());
-}
-
-fn run_handle(
-    rt: &tokio::runtime::Runtime,
-    ks: &Keystore,
-    op: Op,
-    value: &str,
-    callers: usize,
-    ops: u64,
-) -> Duration {
-    rt.block_on(async {
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..callers as u64)
-            .map(|t| {
-                let ks = ks.clone();
-                let value = value.to_owned();
-                tokio::spawn(async move {
-                    for i in (t..ops).step_by(callers) {
-                        let k = support::key(i);
-                        match op {
-                            Op::Get => {
-                                let v = ks.get_cache::<IgnoredAny>(&k).await.expect("get");
-                                assert!(v.is_some(), "warm key {k} missing");
-                            }
-                            Op::Set => ks
-                                .set_cache(&k, value.as_str(), Ttl::Seconds(3600))
-                                .await
-                                .expect("set"),
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("bench task");
-        }
-        started.elapsed()
-    })
 }
 
 fn run_raw(
@@ -226,7 +176,7 @@ fn run_raw(
                                     .arg(&k)
                                     .arg(json.as_str())
                                     .arg("EX")
-                                    .arg(3600)
+                                    .arg(TTL_SECS)
                                     .query_async(&mut conn)
                                     .await
                                     .expect("raw set");

@@ -14,7 +14,7 @@ mod support;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use objdatakey::Clock;
+use objdatakey::{Clock, Ttl};
 use support::{CONCURRENCY, Op, VALUE_SIZES};
 
 fn bench(c: &mut Criterion) {
@@ -33,7 +33,9 @@ fn bench(c: &mut Criterion) {
             g.throughput(Throughput::Elements(1));
             for &callers in &CONCURRENCY {
                 g.bench_with_input(BenchmarkId::new("handle", callers), &callers, |b, &n| {
-                    b.iter_custom(|iters| support::run_handle(&rt, &ks, op, &value, n, iters));
+                    b.iter_custom(|iters| {
+                        support::run_handle(&rt, &ks, op, &value, n, iters, Ttl::Never)
+                    });
                 });
                 g.bench_with_input(BenchmarkId::new("raw", callers), &callers, |b, &n| {
                     b.iter_custom(|iters| {

@@ -261,10 +261,9 @@ impl KeystoreBuilder {
                 ))
             }
             kind @ (BackendKind::Redis | BackendKind::Dragonfly) => {
-                let section = match kind {
-                    BackendKind::Dragonfly => &config.dragonfly,
-                    _ => &config.redis,
-                };
+                let section = config
+                    .server()
+                    .expect("a network backend has a server section");
                 let target = RedisTarget::new(kind, section, timeout)?;
                 let launch = Launch {
                     config: config.clone(),

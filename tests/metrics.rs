@@ -88,31 +88,6 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// Whether `tool` runs; under `CI=true` its absence fails the test.
-fn have_tool(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "`{tool}` is not installed; CI must have it (scripts/install-deps.sh installs it)"
-        );
-        eprintln!("SKIPPED: `{tool}` is not installed (bash scripts/install-deps.sh installs it)");
-    }
-    found
-}
-
-fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
-}
-
 /// A keystore for `config`, with a manual clock, recording into `registry`.
 fn keystore_with(registry: &MetricsRegistry, config: Config) -> (Keystore, Clock) {
     let clock = Clock::manual();
@@ -301,7 +276,7 @@ async fn metrics_off_records_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_the_exposition() {
-    if !have_tool("promtool") {
+    if !common::have_tool("promtool") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -464,7 +439,7 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_loopback_port())
+        let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
             .parse()
             .unwrap();
         let child = Command::new("prometheus")
@@ -548,7 +523,7 @@ fn substitute(expr: &str) -> String {
 
 #[test]
 fn dashboard_queries_return_data_from_a_real_prometheus() {
-    if !have_tool("prometheus") {
+    if !common::have_tool("prometheus") {
         return;
     }
     let exprs = dashboard_exprs();

@@ -98,7 +98,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub enum Op {
     /// `get_cache` / `DB::get` of a present key.
     Get,
-    /// `set_cache` (never-expire) / `DB::put` of the same bytes.
+    /// `set_cache` / a raw write of the same bytes.
     Set,
 }
 
@@ -150,6 +150,7 @@ pub fn run_handle(
     value: &str,
     callers: usize,
     ops: u64,
+    ttl: Ttl,
 ) -> Duration {
     rt.block_on(async {
         let started = Instant::now();
@@ -166,10 +167,7 @@ pub fn run_handle(
                                 let v = ks.get_cache::<IgnoredAny>(&k).await.expect("get");
                                 assert!(v.is_some(), "warm key {k} missing");
                             }
-                            Op::Set => ks
-                                .set_cache(&k, value.as_str(), Ttl::Never)
-                                .await
-                                .expect("set"),
+                            Op::Set => ks.set_cache(&k, value.as_str(), ttl).await.expect("set"),
                         }
                     }
                 })
@@ -209,6 +207,30 @@ pub fn run_raw(db: &rocksdb::DB, op: Op, envelope: &[u8], threads: usize, ops: u
 /// the raw side runs `min(callers, cores)` threads, the strongest raw baseline.
 pub fn raw_threads(callers: usize) -> usize {
     callers.min(cores()).max(1)
+}
+
+/// Runs `rounds` rounds of one handle and one raw measurement (ops/s each),
+/// alternating which side goes first; answers the median ops/s of each side
+/// and the median of the per-round handle/raw ratios.
+pub fn alternate_rounds(
+    rounds: usize,
+    mut handle: impl FnMut() -> f64,
+    mut raw: impl FnMut() -> f64,
+) -> (f64, f64, f64) {
+    let (mut h, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (hv, rv) = if round % 2 == 0 {
+            let hv = handle();
+            (hv, raw())
+        } else {
+            let rv = raw();
+            (handle(), rv)
+        };
+        h.push(hv);
+        r.push(rv);
+        ratio.push(hv / rv);
+    }
+    (median(&mut h), median(&mut r), median(&mut ratio))
 }
 
 /// The median of `xs` (sorted in place).

@@ -442,31 +442,27 @@ impl RedisActor {
         }));
     }
 
-    fn health_check(&mut self, ctx: &mut Context<Self>) {
+    /// The connection to send on, when there is one ready (a single server's
+    /// manager always is: it connects and reconnects by itself).
+    fn ready_conn(&self) -> Option<Conn> {
         match (&self.single, &self.cluster) {
-            (Some(cm), _) => {
-                let conn = Conn::Single(cm.clone());
-                let target = self.target.clone();
-                let up = self.up.clone();
-                let deadline = Instant::now() + HEALTH_EVERY;
-                actix::spawn(async move {
-                    let _ = execute(&target, conn, Command::Ping, deadline, &up).await;
-                });
-            }
-            (None, ClusterState::Up(c)) => {
-                let conn = Conn::Cluster(c.clone());
-                let target = self.target.clone();
-                let up = self.up.clone();
-                let deadline = Instant::now() + HEALTH_EVERY;
-                actix::spawn(async move {
-                    let _ = execute(&target, conn, Command::Ping, deadline, &up).await;
-                });
-            }
-            (None, ClusterState::Down) => {
-                self.cluster = ClusterState::Connecting(Vec::new());
-                self.connect_cluster(ctx);
-            }
-            (None, ClusterState::Connecting(_)) => {}
+            (Some(cm), _) => Some(Conn::Single(cm.clone())),
+            (None, ClusterState::Up(c)) => Some(Conn::Cluster(c.clone())),
+            (None, _) => None,
+        }
+    }
+
+    fn health_check(&mut self, ctx: &mut Context<Self>) {
+        if let Some(conn) = self.ready_conn() {
+            let target = self.target.clone();
+            let up = self.up.clone();
+            let deadline = Instant::now() + HEALTH_EVERY;
+            actix::spawn(async move {
+                let _ = execute(&target, conn, Command::Ping, deadline, &up).await;
+            });
+        } else if matches!(self.cluster, ClusterState::Down) {
+            self.cluster = ClusterState::Connecting(Vec::new());
+            self.connect_cluster(ctx);
         }
     }
 }
@@ -502,21 +498,17 @@ impl Handler<Request> for RedisActor {
     type Result = ();
 
     fn handle(&mut self, req: Request, ctx: &mut Context<Self>) {
-        if let Some(cm) = &self.single {
-            self.dispatch(Conn::Single(cm.clone()), req);
+        if let Some(conn) = self.ready_conn() {
+            self.dispatch(conn, req);
             return;
         }
-        match &mut self.cluster {
-            ClusterState::Up(c) => {
-                let conn = Conn::Cluster(c.clone());
-                self.dispatch(conn, req);
-            }
-            ClusterState::Connecting(waiting) => waiting.push(req),
-            ClusterState::Down => {
-                self.cluster = ClusterState::Connecting(vec![req]);
-                self.connect_cluster(ctx);
-            }
+        // Only a cluster can be without a ready connection: it is opening, or down.
+        if let ClusterState::Connecting(waiting) = &mut self.cluster {
+            waiting.push(req);
+            return;
         }
+        self.cluster = ClusterState::Connecting(vec![req]);
+        self.connect_cluster(ctx);
     }
 }
 

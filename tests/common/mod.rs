@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: temp RocksDB configs and handles.
 #![allow(dead_code)]
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod redis_server;
@@ -67,4 +69,27 @@ pub fn raw_put(path: &Path, entries: &[(&[u8], &[u8])]) {
 /// The CLI binary built for these tests.
 pub fn cli() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_objdatakey"))
+}
+
+/// Whether `tool` can be run; panics under CI when it cannot.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1") {
+            panic!("{tool} is not installed, and CI=true: run scripts/install-deps.sh");
+        }
+        eprintln!("SKIPPED: {tool} is not installed (scripts/install-deps.sh installs it)");
+    }
+    found
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks; we release it for the server).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
 }

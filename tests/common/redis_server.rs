@@ -4,35 +4,14 @@
 //! Outside CI a missing `redis-server` skips the test with a message; under
 //! `CI=true` it is a failure, since CI installs it (`scripts/install-deps.sh`).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// Whether `tool` can be run; panics under CI when it cannot.
-pub fn have_tool(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        if std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1") {
-            panic!("{tool} is not installed, and CI=true: run scripts/install-deps.sh");
-        }
-        eprintln!("SKIPPED: {tool} is not installed (scripts/install-deps.sh installs it)");
-    }
-    found
-}
-
-/// A free TCP port on 127.0.0.1 (the OS picks; we release it for the server).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
+pub use super::{free_port, have_tool};
 
 /// TLS material made with `openssl` for one test: a CA and a server
 /// certificate for 127.0.0.1 signed by it, plus an unrelated second CA.
