@@ -126,6 +126,7 @@ pub struct KeystoreBuilder {
     request_timeout: Option<Duration>,
     metrics: bool,
     registry: Option<MetricsRegistry>,
+    io_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for KeystoreBuilder {
@@ -139,6 +140,7 @@ impl Default for KeystoreBuilder {
             request_timeout: None,
             metrics: true,
             registry: None,
+            io_runtime: None,
         }
     }
 }
@@ -197,6 +199,20 @@ impl KeystoreBuilder {
     /// keystores given it: how tests read exact counts.
     pub fn metrics_registry(mut self, registry: MetricsRegistry) -> Self {
         self.registry = Some(registry);
+        self
+    }
+
+    /// Redis and Dragonfly: do the socket I/O on this tokio runtime instead
+    /// of on the engine's thread (the default). Give it the runtime your
+    /// callers run on: a reply then wakes its caller on the same runtime, as
+    /// with a plain redis-rs connection, instead of crossing from the engine
+    /// thread (the `redis` bench in BENCHMARKS.md shows what that saves).
+    ///
+    /// The runtime needs IO and time enabled (`enable_all()`, as
+    /// `#[tokio::main]` has). If it shuts down while the keystore lives, the
+    /// connection moves back to the engine's thread. RocksDB ignores it.
+    pub fn io_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.io_runtime = Some(handle);
         self
     }
 
@@ -269,6 +285,7 @@ impl KeystoreBuilder {
                     config: config.clone(),
                     spec: BackendSpec::Redis {
                         target: Arc::new(target),
+                        io: self.io_runtime,
                     },
                     metrics,
                 };

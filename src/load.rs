@@ -471,12 +471,17 @@ pub fn run(
             .into());
     }
     let backend = config.backend.to_string();
-    // Built outside the runtime: the engine runs its own actix System thread,
-    // and the handle's async API works from the plain tokio runtime below.
-    let keystore = Keystore::from_config(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("objdatakey-load")
+        .build()?;
+    // Built outside the runtime: the engine runs its own actix System thread,
+    // and the handle's async API works from the plain tokio runtime below.
+    // Redis and Dragonfly do their socket I/O on that runtime too, as a
+    // service would set it up (RocksDB ignores this).
+    let keystore = Keystore::builder()
+        .config(config)
+        .io_runtime(rt.handle().clone())
         .build()?;
     let rss_start = rss_bytes();
     let value = {

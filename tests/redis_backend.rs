@@ -577,6 +577,80 @@ async fn legacy_redis_keys_and_the_config_file_select_the_server() {
     ks.shutdown().await;
 }
 
+/// Sets then reads back `n` keys `{prefix}:{i}` from `n` concurrent tasks.
+async fn round_trip_many(ks: &Keystore, prefix: &str, n: u32) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let ks = ks.clone();
+        let key = format!("{prefix}:{i}");
+        tasks.push(tokio::spawn(async move {
+            ks.set_cache(&key, &i, Ttl::Seconds(300)).await?;
+            ks.get_cache::<u32>(&key).await.map(|v| (i, v))
+        }));
+    }
+    for t in tasks {
+        let (i, v) = t.await.unwrap().unwrap();
+        assert_eq!(v, Some(i), "{prefix}:{i}");
+    }
+}
+
+#[test]
+fn an_io_runtime_carries_the_connection_and_its_shutdown_moves_it_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let callers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ks = Keystore::builder()
+        .config(server_config(BackendKind::Redis, server.port))
+        .request_timeout(Duration::from_secs(3))
+        .io_runtime(io.handle().clone())
+        .build()
+        .unwrap();
+    // Callers on the I/O runtime itself (the intended use), on another
+    // runtime, and on a plain thread through the blocking API.
+    io.block_on(round_trip_many(&ks, "io", 500));
+    callers.block_on(round_trip_many(&ks, "other", 500));
+    let blocking = ks.blocking();
+    assert_eq!(blocking.get_cache::<u32>("io:7").unwrap(), Some(7));
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "1000");
+
+    // The I/O runtime goes away while the keystore lives on: the connection
+    // moves to the engine's thread and nothing is lost.
+    drop(io);
+    callers.block_on(async {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            match ks.get_cache::<u32>("other:9").await {
+                Ok(v) => {
+                    assert_eq!(v, Some(9));
+                    break;
+                }
+                Err(e) => {
+                    assert!(
+                        Instant::now() < give_up,
+                        "no recovery after the I/O runtime shut down: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        round_trip_many(&ks, "after", 500).await;
+    });
+    assert_eq!(blocking.get_cache::<u32>("after:499").unwrap(), Some(499));
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "1500");
+    drop(blocking);
+    callers.block_on(ks.shutdown());
+}
+
 #[test]
 fn blocking_api_against_redis() {
     let Some(server) = RedisServer::start() else {

@@ -3,7 +3,9 @@
 //! The handle sends a [`Request`] straight to the current backend actor (one
 //! actor hop); the actor answers through the request's oneshot. A [`Request`]
 //! carries its in-flight permit, so the limit counts a request until the
-//! backend is done with it, even when the caller has stopped waiting.
+//! backend is done with it, even when the caller has stopped waiting. On
+//! Redis the handle skips the hop once the actor has a connection ready (see
+//! [`redis::RedisDirect`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -120,8 +122,11 @@ impl Request {
 pub(crate) enum BackendTx {
     /// A pool of blocking worker threads (RocksDB), fed directly: one queue hop.
     Pool(crossbeam_channel::Sender<Request>),
-    /// An async actor (Redis, Dragonfly).
-    Actor(Recipient<Request>),
+    /// An async actor (Redis, Dragonfly), and the direct path beside it.
+    Redis {
+        actor: Recipient<Request>,
+        direct: Arc<redis::RedisDirect>,
+    },
 }
 
 /// Why a request could not be handed to the backend: there is none. `None`:
@@ -146,12 +151,26 @@ impl BackendSlot {
         match &*self.current.load() {
             Some(entry) => match &entry.1 {
                 BackendTx::Pool(tx) => tx.send(req).map_err(|_| Gone(Some(entry.0))),
-                BackendTx::Actor(r) => {
-                    r.do_send(req);
+                BackendTx::Redis { actor, .. } => {
+                    actor.do_send(req);
                     Ok(())
                 }
             },
             None => Err(Gone(None)),
+        }
+    }
+
+    /// The current Redis direct path and its connection, when one is ready.
+    pub(crate) fn redis_direct(&self) -> Option<(Arc<redis::RedisDirect>, redis::Conn)> {
+        match &*self.current.load() {
+            Some(entry) => match &entry.1 {
+                BackendTx::Redis { direct, .. } => {
+                    let conn = direct.ready()?;
+                    Some((direct.clone(), conn))
+                }
+                BackendTx::Pool(_) => None,
+            },
+            None => None,
         }
     }
 }

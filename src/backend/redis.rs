@@ -1,10 +1,20 @@
 //! The Redis-protocol backend (Redis, Redis Cluster and DragonflyDB): an async
-//! actor over one shared multiplexed connection.
+//! actor that owns one shared multiplexed connection, and [`RedisDirect`],
+//! the part of it the handle calls without a trip through the mailbox.
 //!
-//! The actor never waits for the server. For each [`Request`] it clones the
-//! connection handle (an `Arc` bump) and spawns the command as its own task
-//! on the actor's arbiter, so while one request waits for its reply the next
-//! ones are already on the wire, pipelined over the same socket.
+//! The actor owns the connection's life: it opens it, pings it, reports
+//! `backend up`, and is restarted by the supervisor when a call panics. Once
+//! a connection is ready it publishes it in its [`RedisDirect`], and the
+//! handle runs GET/SET/DEL on the caller's own task over it: the command is
+//! encoded and the reply decoded on the caller's thread, and only the socket
+//! I/O runs where the connection's driver task lives: the engine's runtime,
+//! or the runtime given to `KeystoreBuilder::io_runtime` (the callers' own,
+//! so replies wake callers without crossing threads). Going through the
+//! mailbox instead cost two more thread hops and a task per request, on the
+//! one engine thread. Requests that arrive before a connection is ready (a
+//! cluster still opening) go through the mailbox and wait in the actor.
+//! Either way the command is pipelined over the same socket while earlier
+//! ones wait for their replies.
 //!
 //! Connections are lazy and self-healing:
 //! - a single server is reached through redis-rs's `ConnectionManager`, which
@@ -22,6 +32,7 @@
 //! Values are the JSON text as is (`SET name json EX ttl`), so services that
 //! use redis-py with `json.dumps` + `setex` read and write the same keys.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use actix::WeakAddr;
 use actix::prelude::*;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::FutureExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
@@ -292,9 +304,81 @@ fn io_text(text: &str) -> &str {
 
 /// The connection the commands go through; cloning it is cheap.
 #[derive(Clone)]
-enum Conn {
+pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+/// The part of a Redis backend generation the handle calls directly: the
+/// connection (once the actor has one ready) and what a call needs around it.
+/// One per actor; the supervisor puts it in the backend slot beside the
+/// actor's mailbox, so a restart replaces both at once.
+pub(crate) struct RedisDirect {
+    target: Arc<RedisTarget>,
+    /// Whether the last command or ping reached the server.
+    up: Arc<Liveness>,
+    /// Filled by the actor: at start for a single server (the manager is
+    /// lazy and reconnects itself), once opened for a cluster.
+    conn: ArcSwapOption<Conn>,
+    /// Where the connection lives: the I/O runtime, or the engine's. redis-rs
+    /// spawns its driver and reconnects and arms reply timers on whatever
+    /// runtime is current, so every poll of a call enters this one, whichever
+    /// executor drives the caller. Swapped to the engine's runtime if the
+    /// I/O runtime shuts down first.
+    rt: ArcSwap<tokio::runtime::Handle>,
+    /// Told when a call panics, so it restarts this generation.
+    supervisor: WeakAddr<Supervisor>,
+    generation: u64,
+}
+
+impl RedisDirect {
+    /// The connection to send on, when the actor has one ready.
+    pub(crate) fn ready(&self) -> Option<Conn> {
+        self.conn.load().as_deref().cloned()
+    }
+
+    /// Runs `command` over `conn` on the calling task (see the module docs).
+    /// A panic inside is caught, answered as [`ErrorKind::Panic`] and
+    /// reported to the supervisor, which restarts the backend.
+    pub(crate) async fn call(
+        &self,
+        conn: Conn,
+        command: Command,
+        deadline: Instant,
+    ) -> Result<Reply> {
+        let describe = || command.describe();
+        let run = AssertUnwindSafe(execute(&self.target, conn, &command, deadline, &self.up));
+        let rt = self.rt.load_full();
+        let outcome = in_runtime(&rt, run.catch_unwind()).await;
+        outcome.unwrap_or_else(|payload| {
+            let text = panic_text(&*payload);
+            if let Some(s) = self.supervisor.upgrade() {
+                s.do_send(BackendFailed {
+                    generation: self.generation,
+                    reason: format!("a call panicked: {text}"),
+                });
+            }
+            Err(KeystoreError::new(
+                ErrorKind::Panic,
+                format!(
+                    "{} on {} panicked inside the backend ({text}); \
+                     the backend is being restarted, retry the call",
+                    describe(),
+                    self.target.kind
+                ),
+            ))
+        })
+    }
+}
+
+/// Polls `fut` inside `rt`'s context, whichever executor drives it.
+async fn in_runtime<F: Future>(rt: &tokio::runtime::Handle, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let _entered = rt.enter();
+        fut.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// The cluster connection, opened by the actor on first use.
@@ -302,20 +386,50 @@ enum ClusterState {
     Down,
     /// An attempt is under way; requests wait for it here.
     Connecting(Vec<Request>),
-    Up(ClusterConnection),
+    Up,
 }
 
 /// The backend actor for Redis, Redis Cluster and Dragonfly.
 pub(crate) struct RedisActor {
-    target: Arc<RedisTarget>,
-    /// `Some` for a single server (lazy, reconnecting by itself).
-    single: Option<ConnectionManager>,
+    /// Shared with the handle through the backend slot; holds the connection.
+    direct: Arc<RedisDirect>,
     cluster: ClusterState,
-    /// Whether the last command or ping reached the server; read and written
-    /// by the command tasks without a trip through the mailbox.
-    up: Arc<Liveness>,
-    supervisor: WeakAddr<Supervisor>,
-    generation: u64,
+    /// The runtime the actor runs on: the connection's home when there is
+    /// no I/O runtime, or once it has shut down.
+    engine_rt: tokio::runtime::Handle,
+    /// The I/O runtime, while it runs (see `KeystoreBuilder::io_runtime`).
+    io: Option<tokio::runtime::Handle>,
+    /// Dropped with the actor: ends the watch task on the I/O runtime.
+    _io_watch: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The I/O runtime shut down: the connection moves to the engine's runtime.
+struct IoRuntimeGone;
+
+impl Message for IoRuntimeGone {
+    type Result = ();
+}
+
+/// Lives in a task on the I/O runtime; that runtime drops it when it shuts
+/// down (before its drivers stop), and the drop takes the connection out of
+/// the direct path at once, so new calls go to the actor, and tells the
+/// actor, which reopens the connection on the engine's runtime.
+struct IoWatch {
+    actor: WeakAddr<RedisActor>,
+    direct: std::sync::Weak<RedisDirect>,
+    engine_rt: tokio::runtime::Handle,
+}
+
+impl Drop for IoWatch {
+    fn drop(&mut self) {
+        if let Some(direct) = self.direct.upgrade() {
+            direct.rt.store(Arc::new(self.engine_rt.clone()));
+            direct.conn.store(None);
+        }
+        if let Some(actor) = self.actor.upgrade() {
+            actor.do_send(IoRuntimeGone);
+        }
+    }
 }
 
 /// Tracks `backend up` and tells the metrics actor when it changes.
@@ -333,35 +447,46 @@ impl Liveness {
 }
 
 impl RedisActor {
+    /// The actor and its direct path (to put in the backend slot). Runs
+    /// inside the engine's actix System.
     pub(crate) fn new(
         target: Arc<RedisTarget>,
+        io: Option<tokio::runtime::Handle>,
         supervisor: WeakAddr<Supervisor>,
         generation: u64,
         recorder: Recorder,
-    ) -> Self {
+    ) -> (Self, Arc<RedisDirect>) {
         recorder.backend_up(false);
-        RedisActor {
+        let engine_rt = tokio::runtime::Handle::current();
+        // The engine's own runtime given as the I/O runtime is no I/O runtime.
+        let io = io.filter(|h| h.id() != engine_rt.id());
+        let direct = Arc::new(RedisDirect {
             target,
-            single: None,
-            cluster: ClusterState::Down,
             up: Arc::new(Liveness {
                 up: AtomicBool::new(false),
                 recorder,
             }),
+            conn: ArcSwapOption::empty(),
+            rt: ArcSwap::from_pointee(io.clone().unwrap_or_else(|| engine_rt.clone())),
             supervisor,
             generation,
-        }
+        });
+        let actor = RedisActor {
+            direct: direct.clone(),
+            cluster: ClusterState::Down,
+            engine_rt,
+            io,
+            _io_watch: None,
+        };
+        (actor, direct)
     }
 
     /// Runs `req` on its own task over `conn`.
     fn dispatch(&self, conn: Conn, mut req: Request) {
-        if req.expired(self.target.kind.as_str()) {
+        if req.expired(self.direct.target.kind.as_str()) {
             return;
         }
-        let target = self.target.clone();
-        let up = self.up.clone();
-        let supervisor = self.supervisor.clone();
-        let generation = self.generation;
+        let direct = self.direct.clone();
         actix::spawn(async move {
             let Request {
                 command,
@@ -369,45 +494,27 @@ impl RedisActor {
                 reply,
                 _permit: permit,
             } = req;
-            let what = command.describe();
-            let run = AssertUnwindSafe(execute(&target, conn, command, deadline, &up));
-            let outcome = run.catch_unwind().await;
+            let result = direct.call(conn, command, deadline).await;
             // Done with the server: free the in-flight slot before the caller wakes.
             drop(permit);
-            match outcome {
-                Ok(result) => {
-                    let _ = reply.send(result);
-                }
-                Err(payload) => {
-                    let text = panic_text(&*payload);
-                    let _ = reply.send(Err(KeystoreError::new(
-                        ErrorKind::Panic,
-                        format!(
-                            "{what} on {} panicked inside the backend ({text}); \
-                             the backend is being restarted, retry the call",
-                            target.kind
-                        ),
-                    )));
-                    if let Some(s) = supervisor.upgrade() {
-                        s.do_send(BackendFailed {
-                            generation,
-                            reason: format!("a call panicked: {text}"),
-                        });
-                    }
-                }
-            }
+            let _ = reply.send(result);
         });
     }
 
     /// Starts opening the cluster connection (the state must be `Connecting`).
     fn connect_cluster(&mut self, ctx: &mut Context<Self>) {
-        let Client::Cluster(client) = &self.target.client else {
+        let Client::Cluster(client) = &self.direct.target.client else {
             return;
         };
         let client = client.clone();
-        let limit = self.target.connect_timeout * 3;
+        let limit = self.direct.target.connect_timeout * 3;
+        let rt = self.direct.rt.load_full();
         let fut = async move {
-            match tokio::time::timeout(limit, client.get_async_connection()).await {
+            // Opened on the connection's home runtime, where its driver then lives.
+            let open = in_runtime(&rt, async {
+                tokio::time::timeout(limit, client.get_async_connection()).await
+            });
+            match open.await {
                 Ok(r) => r,
                 Err(_) => Err(RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -422,18 +529,22 @@ impl RedisActor {
             };
             match result {
                 Ok(conn) => {
-                    act.up.set(true);
-                    act.cluster = ClusterState::Up(conn.clone());
+                    act.direct.up.set(true);
+                    act.direct
+                        .conn
+                        .store(Some(Arc::new(Conn::Cluster(conn.clone()))));
+                    act.cluster = ClusterState::Up;
                     for req in waiting {
                         act.dispatch(Conn::Cluster(conn.clone()), req);
                     }
                 }
                 Err(e) => {
-                    act.up.set(false);
-                    let err = act.target.error("connect", &e);
+                    act.direct.up.set(false);
+                    let target = &act.direct.target;
+                    let err = target.error("connect", &e);
                     tracing::debug!("{err}");
                     for mut req in waiting {
-                        if !req.expired(act.target.kind.as_str()) {
+                        if !req.expired(target.kind.as_str()) {
                             let _ = req.reply.send(Err(err.clone()));
                         }
                     }
@@ -442,23 +553,12 @@ impl RedisActor {
         }));
     }
 
-    /// The connection to send on, when there is one ready (a single server's
-    /// manager always is: it connects and reconnects by itself).
-    fn ready_conn(&self) -> Option<Conn> {
-        match (&self.single, &self.cluster) {
-            (Some(cm), _) => Some(Conn::Single(cm.clone())),
-            (None, ClusterState::Up(c)) => Some(Conn::Cluster(c.clone())),
-            (None, _) => None,
-        }
-    }
-
     fn health_check(&mut self, ctx: &mut Context<Self>) {
-        if let Some(conn) = self.ready_conn() {
-            let target = self.target.clone();
-            let up = self.up.clone();
+        if let Some(conn) = self.direct.ready() {
+            let direct = self.direct.clone();
             let deadline = Instant::now() + HEALTH_EVERY;
             actix::spawn(async move {
-                let _ = execute(&target, conn, Command::Ping, deadline, &up).await;
+                let _ = direct.call(conn, Command::Ping, deadline).await;
             });
         } else if matches!(self.cluster, ClusterState::Down) {
             self.cluster = ClusterState::Connecting(Vec::new());
@@ -471,26 +571,92 @@ impl Actor for RedisActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Client::Single(client) = &self.target.client {
-            // One attempt per failure: while the server is down each request
-            // fails at once with the connect error (and triggers the next
-            // attempt) rather than sitting in a backoff loop.
-            let config = ConnectionManagerConfig::new()
-                .set_number_of_retries(0)
-                .set_connection_timeout(Some(self.target.connect_timeout))
-                .set_response_timeout(Some(self.target.response_timeout));
-            match ConnectionManager::new_lazy_with_config(client.clone(), config) {
-                Ok(cm) => self.single = Some(cm),
-                Err(e) => {
-                    // Only an invalid client config fails here; nothing to serve with.
-                    tracing::error!("{}", self.target.error("connect", &e));
-                    ctx.stop();
-                    return;
-                }
-            }
+        if let Some(io) = &self.io {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let watch = IoWatch {
+                actor: ctx.address().downgrade(),
+                direct: Arc::downgrade(&self.direct),
+                engine_rt: self.engine_rt.clone(),
+            };
+            io.spawn(async move {
+                let _watch = watch;
+                // Ends when the actor drops the sender; a runtime shutting
+                // down drops the task (and the watch) instead.
+                let _ = rx.await;
+            });
+            self._io_watch = Some(tx);
+        }
+        if !self.open_single() {
+            ctx.stop();
+            return;
         }
         self.health_check(ctx);
         ctx.run_interval(HEALTH_EVERY, |act, ctx| act.health_check(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // Calls from now on go to the mailbox, which is closed: the handle
+        // answers that the backend stopped, and the caller retries on the
+        // generation the supervisor starts next.
+        self.direct.conn.store(None);
+    }
+}
+
+impl RedisActor {
+    /// A single server: puts a fresh lazy connection manager, homed on the
+    /// connection's runtime, in the direct path. `false` when the client
+    /// config is unusable (nothing to serve with).
+    fn open_single(&mut self) -> bool {
+        let target = &self.direct.target;
+        let Client::Single(client) = &target.client else {
+            return true;
+        };
+        // One attempt per failure: while the server is down each request
+        // fails at once with the connect error (and triggers the next
+        // attempt) rather than sitting in a backoff loop.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(target.connect_timeout))
+            .set_response_timeout(Some(target.response_timeout));
+        let rt = self.direct.rt.load_full();
+        let _home = rt.enter();
+        match ConnectionManager::new_lazy_with_config(client.clone(), config) {
+            Ok(cm) => {
+                self.direct.conn.store(Some(Arc::new(Conn::Single(cm))));
+                true
+            }
+            Err(e) => {
+                tracing::error!("{}", target.error("connect", &e));
+                false
+            }
+        }
+    }
+}
+
+impl Handler<IoRuntimeGone> for RedisActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: IoRuntimeGone, ctx: &mut Context<Self>) {
+        if self.io.take().is_none() {
+            return;
+        }
+        tracing::warn!(
+            "the I/O runtime of the {} keystore shut down; its connection moves to the engine thread",
+            self.direct.target.kind
+        );
+        // The watch has already moved `rt` and cleared the connection; a
+        // request handled since may have reopened a single server's.
+        self.direct.rt.store(Arc::new(self.engine_rt.clone()));
+        if matches!(self.cluster, ClusterState::Up) {
+            // Reopened on the engine's runtime by the next request or health check.
+            self.direct.conn.store(None);
+            self.cluster = ClusterState::Down;
+        }
+        if self.direct.ready().is_none() && !self.open_single() {
+            ctx.stop();
+            return;
+        }
+        self.health_check(ctx);
     }
 }
 
@@ -498,11 +664,22 @@ impl Handler<Request> for RedisActor {
     type Result = ();
 
     fn handle(&mut self, req: Request, ctx: &mut Context<Self>) {
-        if let Some(conn) = self.ready_conn() {
+        if let Some(conn) = self.direct.ready() {
             self.dispatch(conn, req);
             return;
         }
-        // Only a cluster can be without a ready connection: it is opening, or down.
+        if matches!(self.direct.target.client, Client::Single(_)) {
+            // The I/O runtime just shut down: reopen on the engine's runtime.
+            if self.open_single()
+                && let Some(conn) = self.direct.ready()
+            {
+                self.dispatch(conn, req);
+            } else {
+                ctx.stop();
+            }
+            return;
+        }
+        // A cluster without a ready connection: it is opening, or down.
         if let ClusterState::Connecting(waiting) = &mut self.cluster {
             waiting.push(req);
             return;
@@ -517,7 +694,7 @@ impl Handler<Request> for RedisActor {
 async fn execute(
     target: &RedisTarget,
     conn: Conn,
-    command: Command,
+    command: &Command,
     deadline: Instant,
     up: &Liveness,
 ) -> Result<Reply> {
@@ -527,7 +704,7 @@ async fn execute(
     );
     let mut first = true;
     loop {
-        match run_once(target, conn.clone(), &command).await {
+        match run_once(target, conn.clone(), command).await {
             Ok(reply) => {
                 up.set(true);
                 return Ok(reply);

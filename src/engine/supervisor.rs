@@ -27,7 +27,12 @@ pub(crate) enum BackendSpec {
         workers: usize,
     },
     /// A Redis-protocol server or cluster, served by one async actor.
-    Redis { target: Arc<RedisTarget> },
+    Redis {
+        target: Arc<RedisTarget>,
+        /// Where the socket I/O runs (see `KeystoreBuilder::io_runtime`);
+        /// `None`: the engine's runtime.
+        io: Option<tokio::runtime::Handle>,
+    },
 }
 
 pub(crate) struct Supervisor {
@@ -95,9 +100,18 @@ impl Supervisor {
                     }
                 }
             }
-            BackendSpec::Redis { target } => {
-                let actor = RedisActor::new(target.clone(), me, generation, self.recorder.clone());
-                BackendTx::Actor(actor.start().recipient())
+            BackendSpec::Redis { target, io } => {
+                let (actor, direct) = RedisActor::new(
+                    target.clone(),
+                    io.clone(),
+                    me,
+                    generation,
+                    self.recorder.clone(),
+                );
+                BackendTx::Redis {
+                    actor: actor.start().recipient(),
+                    direct,
+                }
             }
         };
         self.slot.set(Some((generation, tx)));
@@ -149,7 +163,7 @@ impl Supervisor {
     fn backend(&self) -> BackendKind {
         match &self.spec {
             BackendSpec::RocksDb { .. } => BackendKind::RocksDb,
-            BackendSpec::Redis { target } => target.kind(),
+            BackendSpec::Redis { target, .. } => target.kind(),
         }
     }
 }
