@@ -153,14 +153,11 @@ impl Engine {
         // waiting frees its permit at once; the command already on the wire
         // is dropped by the connection when its reply comes or its reply
         // timeout (the same request timeout) passes.
+        // (The call keeps its own deadline timer; `sleep` is never armed here.)
         if let Some((direct, conn)) = actors.slot.redis_direct() {
-            let result = tokio::select! {
-                biased;
-                r = direct.call(conn, command, deadline) => r,
-                _ = &mut sleep => Err(timed_out()),
-            };
+            let result = direct.call(conn, command, deadline).await;
             drop(permit);
-            return result;
+            return result.unwrap_or_else(|| Err(timed_out()));
         }
         let (tx, rx) = oneshot::channel();
         let req = Request {

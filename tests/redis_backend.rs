@@ -448,6 +448,49 @@ async fn a_killed_server_gives_clean_errors_and_the_same_handle_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_times_out_and_the_same_handle_recovers() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let ks = Keystore::builder()
+        .config(server_config(BackendKind::Redis, server.port))
+        .request_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    ks.set_cache("k", &1, Ttl::Seconds(60)).await.unwrap();
+    // Stopped, not killed: the socket stays open and nothing answers.
+    server.signal("STOP");
+    for name in ["k", "other"] {
+        let err = ks.get_cache::<i32>(name).await.unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert!(
+            err.to_string().contains(&format!("{name:?}")),
+            "names the key: {err}"
+        );
+    }
+    let err = ks.set_cache("k", &2, Ttl::Seconds(60)).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    server.signal("CONT");
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ks.get_cache::<i32>("k").await {
+            // The SET that timed out may still have reached the server.
+            Ok(v) => {
+                assert!(matches!(v, Some(1 | 2)), "{v:?}");
+                break;
+            }
+            Err(e) => {
+                assert!(Instant::now() < give_up, "no recovery after SIGCONT: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    ks.set_cache("k", &3, Ttl::Seconds(60)).await.unwrap();
+    assert_eq!(ks.get_cache::<i32>("k").await.unwrap(), Some(3));
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_operations_lose_nothing() {
     let Some(server) = RedisServer::start() else {
         return;

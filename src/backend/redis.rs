@@ -345,12 +345,23 @@ impl RedisDirect {
         conn: Conn,
         command: Command,
         deadline: Instant,
-    ) -> Result<Reply> {
+    ) -> Option<Result<Reply>> {
         let describe = || command.describe();
-        let run = AssertUnwindSafe(execute(&self.target, conn, &command, deadline, &self.up));
         let rt = self.rt.load_full();
-        let outcome = in_runtime(&rt, run.catch_unwind()).await;
-        outcome.unwrap_or_else(|payload| {
+        // The deadline's timer is created inside the connection's runtime
+        // too: with an I/O runtime that is the caller's own, whose timer
+        // wheel is sharded per worker, rather than the engine thread's one.
+        // (A timer of a runtime that shut down mid-call panics: caught too.)
+        let run = AssertUnwindSafe(in_runtime(&rt, async {
+            let run = execute(&self.target, conn, &command, deadline, &self.up);
+            tokio::time::timeout_at(deadline.into(), run).await
+        }));
+        let outcome = match run.catch_unwind().await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_elapsed)) => return None,
+            Err(payload) => Err(payload),
+        };
+        Some(outcome.unwrap_or_else(|payload| {
             let text = panic_text(&*payload);
             if let Some(s) = self.supervisor.upgrade() {
                 s.do_send(BackendFailed {
@@ -367,7 +378,7 @@ impl RedisDirect {
                     self.target.kind
                 ),
             ))
-        })
+        }))
     }
 }
 
@@ -494,7 +505,17 @@ impl RedisActor {
                 reply,
                 _permit: permit,
             } = req;
-            let result = direct.call(conn, command, deadline).await;
+            let what = command.describe();
+            let result = direct
+                .call(conn, command, deadline)
+                .await
+                .unwrap_or_else(|| {
+                    // The caller's own timer has answered it already.
+                    Err(KeystoreError::new(
+                        ErrorKind::Timeout,
+                        format!("{what} on {}: the request timed out", direct.target.kind),
+                    ))
+                });
             // Done with the server: free the in-flight slot before the caller wakes.
             drop(permit);
             let _ = reply.send(result);
