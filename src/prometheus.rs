@@ -44,7 +44,7 @@ use metrics_exporter_prometheus::{
 
 use crate::config::BackendKind;
 use crate::error::{ErrorKind, KeystoreError, Result};
-use crate::stats::{Event, Op, Outcome};
+use crate::stats::{Event, Op, OpTotals, Outcome};
 
 /// `objdatakey_operation_duration_seconds` buckets: 5 µs (an embedded read) to
 /// 10 s (past any sane request timeout), about three per decade.
@@ -392,6 +392,35 @@ impl EngineMetrics {
     }
 
     /// Applies one event to the handles.
+    /// Adds what the striped op counters gained since the last drain.
+    /// Latencies arrive as bucket counts and are recorded at each bucket's
+    /// middle: within about 12% of the measured values.
+    pub(crate) fn apply_counts(&mut self, d: &OpTotals) {
+        for op in Op::ALL {
+            let h = &self.ops[op as usize];
+            let (hits, misses, ok) = d.results(op);
+            for (counter, n) in [(&h.hit, hits), (&h.miss, misses), (&h.ok, ok)] {
+                if let Some(c) = counter
+                    && n > 0
+                {
+                    c.increment(n);
+                }
+            }
+            if hits > 0 {
+                self.hits.increment(hits);
+            }
+            if misses > 0 {
+                self.misses.increment(misses);
+            }
+            for (latency, n) in d.latencies(op) {
+                h.duration.record_many(
+                    latency.as_secs_f64(),
+                    usize::try_from(n).unwrap_or(usize::MAX),
+                );
+            }
+        }
+    }
+
     pub(crate) fn apply(&mut self, event: &Event) {
         match *event {
             Event::Op {

@@ -1,15 +1,19 @@
 //! Counting what the engine does: the hot-path [`Recorder`], the events it
 //! sends, the aggregate the metrics actor keeps, and the public [`Stats`] snapshot.
 //!
-//! Recording never waits: an event goes into a bounded `crossbeam-channel` with
-//! `try_send`. If the metrics actor ever falls so far behind that the channel is
-//! full, the event is dropped and counted in [`Stats::events_dropped`], so an
-//! undercount is visible rather than silent.
+//! Recording never waits. A successful operation (nearly all of them) adds to
+//! the recording thread's stripe of [`OpCounters`]: a few relaxed atomic adds
+//! on cache lines no other core writes, nothing to queue or drop, at any rate.
+//! Everything else (failures with their kind, sweeps, restarts, backend up or
+//! down) is an [`Event`] sent into a bounded `crossbeam-channel` with
+//! `try_send`. If the metrics actor ever falls so far behind that the channel
+//! is full, the event is dropped and counted in [`Stats::events_dropped`], so
+//! an undercount is visible rather than silent.
 //!
 //! The metrics actor applies each event twice: to the [`Aggregate`] behind
 //! [`Stats`], and to the engine's Prometheus handles
-//! ([`EngineMetrics`](crate::prometheus::EngineMetrics)). Both happen off the
-//! hot path, which only pays for one `try_send`. With
+//! ([`EngineMetrics`](crate::prometheus::EngineMetrics)), and so every 100 ms
+//! what the striped counters gained. Both happen off the hot path. With
 //! [`KeystoreBuilder::metrics(false)`](crate::KeystoreBuilder::metrics) the
 //! recorder sends nothing at all.
 
@@ -97,6 +101,10 @@ pub(crate) struct Recorder {
     tx: crossbeam_channel::Sender<Event>,
     /// Events lost to a full channel (see the module docs).
     dropped: Arc<AtomicU64>,
+    /// Where successful operations are counted: at a million reads a second
+    /// an event per read would fill any channel the actor drains every
+    /// 100 ms, and two cores sending into one would fight over its tail.
+    counters: Arc<OpCounters>,
 }
 
 impl Recorder {
@@ -110,6 +118,7 @@ impl Recorder {
                 on,
                 tx,
                 dropped: dropped.clone(),
+                counters: Arc::new(OpCounters::new()),
             },
             rx,
             dropped,
@@ -122,12 +131,30 @@ impl Recorder {
         }
     }
 
+    /// Counts one operation: a success into this thread's stripe of
+    /// [`OpCounters`], a failure (rare, and it carries its kind) as an event.
     pub(crate) fn op(&self, op: Op, outcome: Outcome, latency: Duration) {
-        self.record(Event::Op {
-            op,
-            outcome,
-            latency,
-        });
+        if !self.on {
+            return;
+        }
+        let result = match outcome {
+            Outcome::Ok => RESULT_OK,
+            Outcome::Hit => RESULT_HIT,
+            Outcome::Miss => RESULT_MISS,
+            Outcome::Error(_) => {
+                return self.record(Event::Op {
+                    op,
+                    outcome,
+                    latency,
+                });
+            }
+        };
+        self.counters.add(op, result, latency);
+    }
+
+    /// The counters the metrics actor sums.
+    pub(crate) fn counters(&self) -> Arc<OpCounters> {
+        self.counters.clone()
     }
 
     /// The backend's connection went up (`true`) or down (`false`); exported
@@ -136,6 +163,143 @@ impl Recorder {
     /// every connect and disconnect. Repeating the same state is harmless.
     pub(crate) fn backend_up(&self, up: bool) {
         self.record(Event::BackendUp(up));
+    }
+}
+
+const RESULT_OK: usize = 0;
+const RESULT_HIT: usize = 1;
+const RESULT_MISS: usize = 2;
+/// Stripes of [`OpCounters`]; threads beyond this many share them.
+const STRIPES: usize = 8;
+const BUCKETS: usize = 256;
+
+/// Counts of successful operations and their latency buckets, striped: each
+/// thread adds to its own stripe with relaxed atomic adds on cache lines no
+/// other core writes (while there are no more recording threads than
+/// stripes), so recording costs a few uncontended adds and never waits or
+/// drops anything. Counters only grow; the metrics actor sums the stripes
+/// and applies the difference from its last sum ([`OpTotals::since`]).
+pub(crate) struct OpCounters {
+    stripes: Box<[Stripe]>,
+}
+
+#[repr(align(128))]
+struct Stripe {
+    /// Per op: ok, hit, miss.
+    results: [[AtomicU64; 3]; 4],
+    /// Per op: [`LatencyHistogram`]'s buckets.
+    buckets: [[AtomicU64; BUCKETS]; 4],
+    sum_ns: [AtomicU64; 4],
+    max_ns: [AtomicU64; 4],
+}
+
+fn atomics<const N: usize>() -> [AtomicU64; N] {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+impl Stripe {
+    fn new() -> Self {
+        Stripe {
+            results: std::array::from_fn(|_| atomics()),
+            buckets: std::array::from_fn(|_| atomics()),
+            sum_ns: atomics(),
+            max_ns: atomics(),
+        }
+    }
+}
+
+impl OpCounters {
+    fn new() -> Self {
+        OpCounters {
+            stripes: (0..STRIPES).map(|_| Stripe::new()).collect(),
+        }
+    }
+
+    fn add(&self, op: Op, result: usize, latency: Duration) {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            static MINE: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % STRIPES;
+        }
+        let stripe = &self.stripes[MINE.with(|m| *m)];
+        let (i, ns) = (
+            op.index(),
+            latency.as_nanos().min(u128::from(u64::MAX)) as u64,
+        );
+        stripe.results[i][result].fetch_add(1, Ordering::Relaxed);
+        stripe.buckets[i][LatencyHistogram::bucket(ns)].fetch_add(1, Ordering::Relaxed);
+        stripe.sum_ns[i].fetch_add(ns, Ordering::Relaxed);
+        stripe.max_ns[i].fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// The sums over all stripes, now.
+    pub(crate) fn totals(&self) -> OpTotals {
+        let mut t = OpTotals::default();
+        for s in self.stripes.iter() {
+            for i in 0..4 {
+                for r in 0..3 {
+                    t.results[i][r] += s.results[i][r].load(Ordering::Relaxed);
+                }
+                for (b, n) in s.buckets[i].iter().enumerate() {
+                    t.buckets[i][b] += n.load(Ordering::Relaxed);
+                }
+                t.sum_ns[i] += s.sum_ns[i].load(Ordering::Relaxed);
+                t.max_ns[i] = t.max_ns[i].max(s.max_ns[i].load(Ordering::Relaxed));
+            }
+        }
+        t
+    }
+}
+
+/// Sums of [`OpCounters`], or the difference of two sums.
+#[derive(Clone)]
+pub(crate) struct OpTotals {
+    results: [[u64; 3]; 4],
+    buckets: Box<[[u64; BUCKETS]; 4]>,
+    sum_ns: [u64; 4],
+    /// The largest latency so far (not a difference).
+    max_ns: [u64; 4],
+}
+
+impl Default for OpTotals {
+    fn default() -> Self {
+        OpTotals {
+            results: [[0; 3]; 4],
+            buckets: Box::new([[0; BUCKETS]; 4]),
+            sum_ns: [0; 4],
+            max_ns: [0; 4],
+        }
+    }
+}
+
+impl OpTotals {
+    /// What was added since `earlier` (an older sum of the same counters).
+    pub(crate) fn since(&self, earlier: &OpTotals) -> OpTotals {
+        let mut d = self.clone();
+        for i in 0..4 {
+            for r in 0..3 {
+                d.results[i][r] -= earlier.results[i][r];
+            }
+            for b in 0..BUCKETS {
+                d.buckets[i][b] -= earlier.buckets[i][b];
+            }
+            d.sum_ns[i] -= earlier.sum_ns[i];
+        }
+        d
+    }
+
+    /// Successful `op`s that were hits, misses and other successes.
+    pub(crate) fn results(&self, op: Op) -> (u64, u64, u64) {
+        let r = &self.results[op.index()];
+        (r[RESULT_HIT], r[RESULT_MISS], r[RESULT_OK])
+    }
+
+    /// `(representative latency, count)` of each non-empty bucket of `op`.
+    pub(crate) fn latencies(&self, op: Op) -> impl Iterator<Item = (Duration, u64)> + '_ {
+        self.buckets[op.index()]
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(b, n)| (Duration::from_nanos(LatencyHistogram::middle(b)), *n))
     }
 }
 
@@ -168,6 +332,22 @@ impl LatencyHistogram {
         let log = 63 - ns.leading_zeros() as usize; // >= 2
         let sub = ((ns >> (log - 2)) & 3) as usize;
         log * 4 + sub
+    }
+
+    /// The middle of bucket `b`, the value a bucket's counts stand for.
+    fn middle(b: usize) -> u64 {
+        let lower = if b == 0 { 0 } else { Self::upper(b - 1) + 1 };
+        lower + (Self::upper(b) - lower) / 2
+    }
+
+    /// Adds the counts of `buckets` (in this histogram's layout).
+    fn add_buckets(&mut self, buckets: &[u64; BUCKETS], sum_ns: u64, max_ns: u64) {
+        for (mine, n) in self.buckets.iter_mut().zip(buckets) {
+            *mine += n;
+            self.count += n;
+        }
+        self.sum_ns += u128::from(sum_ns);
+        self.max_ns = self.max_ns.max(max_ns);
     }
 
     /// The largest value that falls in bucket `b`.
@@ -346,6 +526,18 @@ pub(crate) struct Aggregate {
 }
 
 impl Aggregate {
+    /// Adds what the striped counters gained since the last drain.
+    pub(crate) fn apply_counts(&mut self, d: &OpTotals) {
+        for op in Op::ALL {
+            let i = op.index();
+            let (hits, misses, ok) = d.results(op);
+            self.counts[i] += hits + misses + ok;
+            self.hits += hits;
+            self.misses += misses;
+            self.latency[i].add_buckets(&d.buckets[i], d.sum_ns[i], d.max_ns[i]);
+        }
+    }
+
     pub(crate) fn apply(&mut self, event: &Event) {
         match *event {
             Event::Op {
@@ -405,6 +597,57 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn striped_counts_from_many_threads_add_up_exactly_across_drains() {
+        let (rec, _events, _dropped) = Recorder::new(true);
+        let counters = rec.counters();
+        let mut agg = Aggregate::default();
+        let mut seen = OpTotals::default();
+        let mut drain = |agg: &mut Aggregate| {
+            let now = counters.totals();
+            agg.apply_counts(&now.since(&seen));
+            seen = now;
+        };
+        // More threads than stripes, so some stripes are shared.
+        std::thread::scope(|s| {
+            for t in 0..(STRIPES as u64 + 4) {
+                let rec = rec.clone();
+                s.spawn(move || {
+                    for i in 0..1000u64 {
+                        let outcome = if i % 4 == 0 {
+                            Outcome::Miss
+                        } else {
+                            Outcome::Hit
+                        };
+                        rec.op(Op::Get, outcome, Duration::from_micros(t + 1));
+                        rec.op(Op::Set, Outcome::Ok, Duration::from_nanos(500));
+                    }
+                });
+            }
+            // Drains while the threads record lose and double nothing.
+            for _ in 0..20 {
+                drain(&mut agg);
+                std::thread::yield_now();
+            }
+        });
+        drain(&mut agg);
+        let n = (STRIPES as u64 + 4) * 1000;
+        assert_eq!((agg.counts[0], agg.counts[1]), (n, n));
+        assert_eq!((agg.hits, agg.misses), (n * 3 / 4, n / 4));
+        assert_eq!(agg.latency[0].count, n);
+        assert_eq!(agg.latency[0].max_ns, (STRIPES as u64 + 4) * 1000);
+        assert_eq!(agg.latency[1].sum_ns, u128::from(n) * 500);
+        // A drain with nothing new adds nothing; errors still go as events.
+        drain(&mut agg);
+        assert_eq!(agg.counts[0], n);
+        rec.op(Op::Get, Outcome::Error(ErrorKind::Timeout), Duration::ZERO);
+        assert_eq!(counters.totals().results(Op::Get), (n * 3 / 4, n / 4, 0));
+        // Off: nothing at all.
+        let (off, _e, _d) = Recorder::new(false);
+        off.op(Op::Get, Outcome::Hit, Duration::ZERO);
+        assert_eq!(off.counters().totals().results(Op::Get), (0, 0, 0));
+    }
 
     #[test]
     fn histogram_buckets_are_monotonic_and_bound_values() {

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::BackendKind;
 use crate::prometheus::EngineMetrics;
-use crate::stats::{Aggregate, Event, Stats};
+use crate::stats::{Aggregate, Event, OpCounters, OpTotals, Stats};
 
 /// How often the channel is drained when nobody asks for a snapshot.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
@@ -29,6 +29,10 @@ pub(crate) struct MetricsActor {
     backend: BackendKind,
     events: Receiver<Event>,
     dropped: Arc<AtomicU64>,
+    /// Successful operations, counted on the hot path without events.
+    counters: Arc<OpCounters>,
+    /// The counters' sums at the last drain: each drain applies what was added since.
+    seen: OpTotals,
     totals: Aggregate,
     /// `None` when metrics are off (`KeystoreBuilder::metrics(false)`).
     prom: Option<EngineMetrics>,
@@ -42,6 +46,7 @@ impl MetricsActor {
         backend: BackendKind,
         events: Receiver<Event>,
         dropped: Arc<AtomicU64>,
+        counters: Arc<OpCounters>,
         prom: Option<EngineMetrics>,
         limiter: Arc<Semaphore>,
         max_in_flight: usize,
@@ -50,6 +55,8 @@ impl MetricsActor {
             backend,
             events,
             dropped,
+            counters,
+            seen: OpTotals::default(),
             totals: Aggregate::default(),
             prom,
             limiter,
@@ -72,6 +79,13 @@ impl MetricsActor {
                 Err(TryRecvError::Disconnected) => break false,
             }
         };
+        let now = self.counters.totals();
+        let added = now.since(&self.seen);
+        self.seen = now;
+        self.totals.apply_counts(&added);
+        if let Some(p) = &mut self.prom {
+            p.apply_counts(&added);
+        }
         if let Some(p) = &mut self.prom {
             let in_flight = self
                 .max_in_flight

@@ -77,6 +77,7 @@ fn launch_here(l: Launch) -> Actors {
         l.config.backend,
         events,
         dropped,
+        recorder.counters(),
         prom,
         limiter.clone(),
         max_in_flight,
