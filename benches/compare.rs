@@ -8,7 +8,8 @@
 //! of each side over the rounds and the median of the per-round ratios.
 //!
 //! `cargo bench --bench compare` (add `-- --quick`, or set
-//! `OBJDATAKEY_BENCH_QUICK=1`, for a short run).
+//! `OBJDATAKEY_BENCH_QUICK=1`, for a short run). `OBJDATAKEY_BENCH_METRICS=0` runs
+//! the handle side with metrics off.
 
 mod support;
 
@@ -27,8 +28,9 @@ fn main() {
     let rt = support::runtime();
     println!(
         "handle vs raw rocksdb::DB: {rounds} rounds of {ops} ops per side and cell, {} cores; \
-         raw side runs min(callers, cores) threads",
-        support::cores()
+         raw side runs min(callers, cores) threads; metrics {}",
+        support::cores(),
+        if support::metrics_on() { "on" } else { "off" }
     );
     println!(
         "{:<16} {:>7} {:>12} {:>12} {:>12} {:>12} {:>12}",

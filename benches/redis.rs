@@ -81,7 +81,7 @@ fn main() {
     let Some((_server, port)) = start_server() else {
         return;
     };
-    let metrics = std::env::var("OBJDATAKEY_BENCH_METRICS").map_or(true, |v| v != "0");
+    let metrics = support::metrics_on();
     let (rounds, ops) = if quick {
         (3, 20_000u64)
     } else {

@@ -185,10 +185,10 @@ pub(crate) struct OpCounters {
 
 #[repr(align(128))]
 struct Stripe {
-    /// Per op: ok, hit, miss.
-    results: [[AtomicU64; 3]; 4],
-    /// Per op: [`LatencyHistogram`]'s buckets.
-    buckets: [[AtomicU64; BUCKETS]; 4],
+    /// Per op and result (ok, hit, miss): [`LatencyHistogram`]'s buckets.
+    /// A bucket per result, so one add counts both the result and the
+    /// latency.
+    buckets: [[[AtomicU64; BUCKETS]; 3]; 4],
     sum_ns: [AtomicU64; 4],
     max_ns: [AtomicU64; 4],
 }
@@ -200,8 +200,7 @@ fn atomics<const N: usize>() -> [AtomicU64; N] {
 impl Stripe {
     fn new() -> Self {
         Stripe {
-            results: std::array::from_fn(|_| atomics()),
-            buckets: std::array::from_fn(|_| atomics()),
+            buckets: std::array::from_fn(|_| std::array::from_fn(|_| atomics())),
             sum_ns: atomics(),
             max_ns: atomics(),
         }
@@ -225,10 +224,12 @@ impl OpCounters {
             op.index(),
             latency.as_nanos().min(u128::from(u64::MAX)) as u64,
         );
-        stripe.results[i][result].fetch_add(1, Ordering::Relaxed);
-        stripe.buckets[i][LatencyHistogram::bucket(ns)].fetch_add(1, Ordering::Relaxed);
+        stripe.buckets[i][result][LatencyHistogram::bucket(ns)].fetch_add(1, Ordering::Relaxed);
         stripe.sum_ns[i].fetch_add(ns, Ordering::Relaxed);
-        stripe.max_ns[i].fetch_max(ns, Ordering::Relaxed);
+        // A new maximum is rare: look before paying for the read-modify-write.
+        if ns > stripe.max_ns[i].load(Ordering::Relaxed) {
+            stripe.max_ns[i].fetch_max(ns, Ordering::Relaxed);
+        }
     }
 
     /// The sums over all stripes, now.
@@ -237,10 +238,11 @@ impl OpCounters {
         for s in self.stripes.iter() {
             for i in 0..4 {
                 for r in 0..3 {
-                    t.results[i][r] += s.results[i][r].load(Ordering::Relaxed);
-                }
-                for (b, n) in s.buckets[i].iter().enumerate() {
-                    t.buckets[i][b] += n.load(Ordering::Relaxed);
+                    for (b, n) in s.buckets[i][r].iter().enumerate() {
+                        let n = n.load(Ordering::Relaxed);
+                        t.results[i][r] += n;
+                        t.buckets[i][b] += n;
+                    }
                 }
                 t.sum_ns[i] += s.sum_ns[i].load(Ordering::Relaxed);
                 t.max_ns[i] = t.max_ns[i].max(s.max_ns[i].load(Ordering::Relaxed));

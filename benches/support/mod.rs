@@ -75,11 +75,18 @@ pub fn rocks_config(dir: &Path) -> Config {
     c
 }
 
+/// Whether the handle side records metrics: `OBJDATAKEY_BENCH_METRICS=0`
+/// turns them off (`KeystoreBuilder::metrics(false)`), for the on/off ratio.
+pub fn metrics_on() -> bool {
+    std::env::var("OBJDATAKEY_BENCH_METRICS").map_or(true, |v| v != "0")
+}
+
 /// A handle on a fresh RocksDB at `dir` with `clock`.
 pub fn open_handle(dir: &Path, clock: Clock) -> Keystore {
     Keystore::builder()
         .config(rocks_config(dir))
         .clock(clock)
+        .metrics(metrics_on())
         .build()
         .expect("open the RocksDB keystore")
 }
