@@ -67,14 +67,8 @@ fn main() {
                     },
                 );
                 println!(
-                    "{:<16} {:>7} {:>12.0} {:>12.0} {:>11.2}x {:>10.2}us {:>10.2}us",
-                    cell,
-                    callers,
-                    hm,
-                    rm,
-                    ratio,
-                    1e6 / hm,
-                    1e6 / rm
+                    "{cell:<16} {callers:>7} {}",
+                    support::figures(hm, rm, ratio)
                 );
             }
         }

@@ -120,7 +120,7 @@ fn main() {
         if metrics { "on" } else { "off" }
     );
     println!(
-        "{:<12} {:>6} {:>7} {:>12} {:>12} {:>11} {:>12} {:>12}",
+        "{:<12} {:>6} {:>7} {:>12} {:>12} {:>12} {:>12} {:>12}",
         "cell",
         "io",
         "callers",
@@ -153,15 +153,8 @@ fn main() {
                         || ops as f64 / run_raw(&rt, &raw, op, &json, callers, ops).as_secs_f64(),
                     );
                     println!(
-                        "{:<12} {:>6} {:>7} {:>12.0} {:>12.0} {:>10.2}x {:>10.2}us {:>10.2}us",
-                        cell,
-                        io,
-                        callers,
-                        hm,
-                        rm,
-                        ratio,
-                        1e6 / hm,
-                        1e6 / rm
+                        "{cell:<12} {io:>6} {callers:>7} {}",
+                        support::figures(hm, rm, ratio)
                     );
                 }
             }

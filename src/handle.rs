@@ -6,9 +6,10 @@
 //! through the backend slot, and waits for the answer on a oneshot channel
 //! until the same deadline. Two shortcuts skip the actor hop: warm RocksDB
 //! reads are answered from memory on the caller's thread, and Redis commands
-//! run on the caller's task over the connection the actor keeps. The deadline's timer lives on the engine's own
-//! runtime, so the async API works from any executor and the blocking API from
-//! any plain thread.
+//! run on the caller's task over the connection the actor keeps. The
+//! deadline's timer lives on the engine's own runtime (on the connection's,
+//! for Redis), so the async API works from any executor and the blocking API
+//! from any plain thread.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -122,12 +123,12 @@ impl Engine {
     ) -> Result<Reply> {
         let actors = self.actors()?;
         let deadline = Instant::now() + self.timeout;
-        let sleep = {
-            // The timer belongs to the engine's runtime, whatever runs this future.
+        // Made only where a request has to wait for one: the timer belongs to
+        // the engine's runtime, whatever runs this future.
+        let deadline_timer = || {
             let _rt = actors.rt.enter();
             tokio::time::sleep_until(deadline.into())
         };
-        tokio::pin!(sleep);
         let what = || describe(op, key, backend);
 
         let permit = match self.limiter.clone().try_acquire_owned() {
@@ -136,7 +137,7 @@ impl Engine {
             Err(TryAcquireError::NoPermits) => tokio::select! {
                 biased;
                 p = self.limiter.clone().acquire_owned() => p.map_err(|_| shut_down())?,
-                _ = &mut sleep => return Err(self.busy(&what())),
+                _ = deadline_timer() => return Err(self.busy(&what())),
             },
         };
         let timed_out = || {
@@ -149,11 +150,11 @@ impl Engine {
                 ),
             )
         };
-        // Redis with a ready connection: run it here. A caller that stops
-        // waiting frees its permit at once; the command already on the wire
-        // is dropped by the connection when its reply comes or its reply
-        // timeout (the same request timeout) passes.
-        // (The call keeps its own deadline timer; `sleep` is never armed here.)
+        // Redis with a ready connection: run it here, under the call's own
+        // deadline timer. A caller that stops waiting frees its permit at
+        // once; the command already on the wire is dropped by the connection
+        // when its reply comes or its reply timeout (the same request
+        // timeout) passes.
         if let Some((direct, conn)) = actors.slot.redis_direct() {
             let result = direct.call(conn, command, deadline).await;
             drop(permit);
@@ -189,7 +190,7 @@ impl Engine {
                 ErrorKind::Backend,
                 format!("{}: the backend stopped before answering; retry the call", what()),
             ))),
-            _ = &mut sleep => Err(timed_out()),
+            _ = deadline_timer() => Err(timed_out()),
         }
     }
 

@@ -44,7 +44,7 @@ use metrics_exporter_prometheus::{
 
 use crate::config::BackendKind;
 use crate::error::{ErrorKind, KeystoreError, Result};
-use crate::stats::{Event, Op, OpTotals, Outcome};
+use crate::stats::{Event, Op, OpTotals};
 
 /// `objdatakey_operation_duration_seconds` buckets: 5 µs (an embedded read) to
 /// 10 s (past any sane request timeout), about three per decade.
@@ -391,7 +391,6 @@ impl EngineMetrics {
         &self.registry
     }
 
-    /// Applies one event to the handles.
     /// Adds what the striped op counters gained since the last drain.
     /// Latencies arrive as bucket counts and are recorded at each bucket's
     /// middle: within about 12% of the measured values.
@@ -421,36 +420,14 @@ impl EngineMetrics {
         }
     }
 
+    /// Applies one event to the handles.
     pub(crate) fn apply(&mut self, event: &Event) {
         match *event {
-            Event::Op {
-                op,
-                outcome,
-                latency,
-            } => {
+            Event::Failed { op, kind, latency } => {
                 let h = &self.ops[op as usize];
                 h.duration.record(latency.as_secs_f64());
-                let by_result = match outcome {
-                    Outcome::Hit => {
-                        self.hits.increment(1);
-                        &h.hit
-                    }
-                    Outcome::Miss => {
-                        self.misses.increment(1);
-                        &h.miss
-                    }
-                    Outcome::Ok => &h.ok,
-                    Outcome::Error(_) => {
-                        h.error.increment(1);
-                        &None
-                    }
-                };
-                if let Some(c) = by_result {
-                    c.increment(1);
-                }
-                if let Outcome::Error(kind) = outcome {
-                    self.error(op, kind).increment(1);
-                }
+                h.error.increment(1);
+                self.error(op, kind).increment(1);
             }
             Event::Sweep {
                 removed,

@@ -76,9 +76,10 @@ pub(crate) enum Outcome {
 /// One thing that happened, as the metrics actor receives it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Event {
-    Op {
+    /// An operation that failed; successes are counted in [`OpCounters`].
+    Failed {
         op: Op,
-        outcome: Outcome,
+        kind: ErrorKind,
         latency: Duration,
     },
     Sweep {
@@ -141,13 +142,7 @@ impl Recorder {
             Outcome::Ok => RESULT_OK,
             Outcome::Hit => RESULT_HIT,
             Outcome::Miss => RESULT_MISS,
-            Outcome::Error(_) => {
-                return self.record(Event::Op {
-                    op,
-                    outcome,
-                    latency,
-                });
-            }
+            Outcome::Error(kind) => return self.record(Event::Failed { op, kind, latency }),
         };
         self.counters.add(op, result, latency);
     }
@@ -542,25 +537,14 @@ impl Aggregate {
 
     pub(crate) fn apply(&mut self, event: &Event) {
         match *event {
-            Event::Op {
-                op,
-                outcome,
-                latency,
-            } => {
+            Event::Failed { op, kind, latency } => {
                 let i = op.index();
                 self.counts[i] += 1;
                 self.latency[i].record(latency);
-                match outcome {
-                    Outcome::Hit => self.hits += 1,
-                    Outcome::Miss => self.misses += 1,
-                    Outcome::Ok => {}
-                    Outcome::Error(kind) => {
-                        self.errors[i] += 1;
-                        match self.errors_by_kind.iter_mut().find(|(k, _)| *k == kind) {
-                            Some((_, n)) => *n += 1,
-                            None => self.errors_by_kind.push((kind, 1)),
-                        }
-                    }
+                self.errors[i] += 1;
+                match self.errors_by_kind.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, n)) => *n += 1,
+                    None => self.errors_by_kind.push((kind, 1)),
                 }
             }
             Event::Sweep { removed, .. } => {
@@ -686,18 +670,18 @@ mod tests {
     #[test]
     fn aggregate_counts_exactly() {
         let mut a = Aggregate::default();
-        let ev = |op, outcome| Event::Op {
-            op,
-            outcome,
-            latency: Duration::from_micros(5),
-        };
-        for e in [
-            ev(Op::Get, Outcome::Hit),
-            ev(Op::Get, Outcome::Miss),
-            ev(Op::Get, Outcome::Miss),
-            ev(Op::Set, Outcome::Ok),
-            ev(Op::Set, Outcome::Error(ErrorKind::Timeout)),
+        let (rec, events, _dropped) = Recorder::new(true);
+        for (op, outcome) in [
+            (Op::Get, Outcome::Hit),
+            (Op::Get, Outcome::Miss),
+            (Op::Get, Outcome::Miss),
+            (Op::Set, Outcome::Ok),
+            (Op::Set, Outcome::Error(ErrorKind::Timeout)),
         ] {
+            rec.op(op, outcome, Duration::from_micros(5));
+        }
+        a.apply_counts(&rec.counters().totals().since(&OpTotals::default()));
+        for e in events.try_iter() {
             a.apply(&e);
         }
         let s = a.snapshot(BackendKind::RocksDb);

@@ -216,6 +216,16 @@ pub fn raw_threads(callers: usize) -> usize {
     callers.min(cores()).max(1)
 }
 
+/// The figures of one table row: handle and raw ops/s, their ratio, and the
+/// time per operation of each side.
+pub fn figures(handle: f64, raw: f64, ratio: f64) -> String {
+    format!(
+        "{handle:>12.0} {raw:>12.0} {ratio:>11.2}x {:>10.2}us {:>10.2}us",
+        1e6 / handle,
+        1e6 / raw
+    )
+}
+
 /// Runs `rounds` rounds of one handle and one raw measurement (ops/s each),
 /// alternating which side goes first; answers the median ops/s of each side
 /// and the median of the per-round handle/raw ratios.

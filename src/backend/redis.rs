@@ -652,6 +652,15 @@ impl RedisActor {
             }
         }
     }
+
+    /// A single server's connection: the one in the direct path, or a new
+    /// one when the I/O runtime took it away. `None` when it cannot be made.
+    fn single_conn(&mut self) -> Option<Conn> {
+        if self.direct.ready().is_none() && !self.open_single() {
+            return None;
+        }
+        self.direct.ready()
+    }
 }
 
 impl Handler<IoRuntimeGone> for RedisActor {
@@ -665,15 +674,13 @@ impl Handler<IoRuntimeGone> for RedisActor {
             "the I/O runtime of the {} keystore shut down; its connection moves to the engine thread",
             self.direct.target.kind
         );
-        // The watch has already moved `rt` and cleared the connection; a
-        // request handled since may have reopened a single server's.
-        self.direct.rt.store(Arc::new(self.engine_rt.clone()));
-        if matches!(self.cluster, ClusterState::Up) {
+        // The watch has already moved `rt` to the engine's runtime and
+        // cleared the connection.
+        if matches!(self.cluster, ClusterState::Up) && self.direct.ready().is_none() {
             // Reopened on the engine's runtime by the next request or health check.
-            self.direct.conn.store(None);
             self.cluster = ClusterState::Down;
         }
-        if self.direct.ready().is_none() && !self.open_single() {
+        if matches!(self.direct.target.client, Client::Single(_)) && self.single_conn().is_none() {
             ctx.stop();
             return;
         }
@@ -691,12 +698,9 @@ impl Handler<Request> for RedisActor {
         }
         if matches!(self.direct.target.client, Client::Single(_)) {
             // The I/O runtime just shut down: reopen on the engine's runtime.
-            if self.open_single()
-                && let Some(conn) = self.direct.ready()
-            {
-                self.dispatch(conn, req);
-            } else {
-                ctx.stop();
+            match self.single_conn() {
+                Some(conn) => self.dispatch(conn, req),
+                None => ctx.stop(),
             }
             return;
         }
