@@ -23,70 +23,79 @@
 //! ```
 //!
 //! # Layout
-//! - [`handle`](crate::Keystore): the cloneable handle callers use, async and blocking.
-//! - `builder`: [`KeystoreBuilder`] and [`Overrides`].
-//! - `config`: `config.yaml` discovery, overlay, legacy keys, validation.
-//! - `engine`: the actors. The **supervisor** owns the backend actor and
-//!   restarts it when it fails; the **janitor** sweeps expired RocksDB
-//!   entries; the **metrics** actor aggregates what the hot path records.
-//!   The engine runs in the caller's actix System, or on its own thread.
-//! - `backend`: the message interface of backend actors, and the stores
-//!   (RocksDB: the stored envelope, expiry index and sweep; Redis, Redis
-//!   Cluster and Dragonfly: an async actor over one shared multiplexed
-//!   connection that reconnects by itself).
+//! The imports flow one way: `keystore` → `engine` → `backend` →
+//! `format`, `config`, `metrics`, `error`.
+//! - `keystore/`: the [`Keystore`] handle (async), [`BlockingKeystore`] and
+//!   [`KeystoreBuilder`]. Every operation goes through one request path,
+//!   `Keystore::run`: resolve the command → the engine → finish the typed
+//!   answer → record the outcome.
+//! - `engine/`: the actors and the path of a request through them. Its
+//!   module doc holds **the actor map**: who owns whom, the messages and
+//!   channels, the two shortcuts past the actors, and the shutdown order.
+//!   `engine/request.rs` admits (in-flight permit, deadline) and routes a
+//!   command; `supervisor.rs`, `janitor.rs` and `metrics_actor.rs` are the
+//!   actors; `host.rs` runs them in the caller's actix System or our own.
+//! - `backend/`: the message interface (`Command`, `Reply`, `Request`, the
+//!   backend slot, failure reports) and one folder per backend:
+//!   `backend/rocksdb/` (the store with its expiry index and sweep; the
+//!   worker pool) and `backend/redis/` (target, error classification, the
+//!   actor that owns the connection, the direct path).
+//! - [`config`]: `config.yaml` discovery, overlay, legacy keys, validation,
+//!   and [`Overrides`].
 //! - `format`: the stored value formats shared with Python services.
-//! - `stats`: the hot-path recorder and the [`Stats`] snapshot.
-//! - `prometheus`: the [`MetricsRegistry`] (one process-wide Prometheus
-//!   registry, or private ones), each engine's metric handles, and the
-//!   `/metrics` HTTP listener ([`MetricsServer`]).
+//! - [`metrics`]: the hot-path recorder, [`Stats`], the Prometheus registry,
+//!   handles and `/metrics` exporter.
 //! - `clock`, `ttl`, `error`: the small types.
 //!
+//! **One GET, followed**: [`Keystore::get_cache`] → `Keystore::run` →
+//! `Engine::call` (engine/request.rs): on RocksDB, `RocksStore::get_in_memory`
+//! answers on the caller's thread when memory holds the key; otherwise a
+//! permit is taken and the command goes over the Redis direct path
+//! (`RedisDirect::call`, backend/redis/direct.rs) or into the backend slot
+//! as a `Request` (RocksDB: a pool worker runs `RocksStore::get`); the reply
+//! comes back on a oneshot, `run` decodes the JSON into `T` and records a
+//! hit or miss into the `Recorder`, which the metrics actor drains into
+//! [`Stats`] and Prometheus.
+//!
 //! # Metrics
-//! The hot path only `try_send`s an event into a bounded channel; the metrics
-//! actor applies events to [`Stats`] and to Prometheus handles registered once
-//! per engine (names in [`METRICS`], labels only `backend`, `op`, `result`,
-//! `kind`). Several engines in one process share one registry,
-//! [`MetricsRegistry::global`], which is never installed as the `metrics`
-//! crate's global recorder, so nothing clashes with a host application's own
-//! recorder and a second engine never fails. `metrics.listen` (or the CLI's
-//! `--metrics-listen`) serves it over HTTP: one listener per address, shared
-//! by every engine that asks for that address, closed with the last of them;
-//! [`Keystore::render_metrics`] gives the same text for an application's own
-//! `/metrics` route. [`KeystoreBuilder::metrics_registry`] records into a
-//! private registry instead (how the tests read exact counts), and
+//! A successful call adds to the calling thread's stripe of atomic counters;
+//! failures, sweeps, restarts and backend up/down go as events into a
+//! bounded channel. The metrics actor applies both to [`Stats`] and to
+//! Prometheus handles registered once per engine (names in
+//! [`metrics::METRICS`], labels only `backend`, `op`, `result`, `kind`).
+//! Several engines in one process share one registry,
+//! [`metrics::MetricsRegistry::global`], which is never installed as the
+//! `metrics` crate's global recorder, so nothing clashes with a host
+//! application's own recorder. `metrics.listen` (or the CLI's
+//! `--metrics-listen`) serves it over HTTP; [`Keystore::render_metrics`]
+//! gives the same text for an application's own `/metrics` route.
+//! [`KeystoreBuilder::metrics_registry`] records into a private registry
+//! instead (how the tests read exact counts), and
 //! [`KeystoreBuilder::metrics`]`(false)` turns recording off.
 //!
 //! # Stored formats
 //! - Redis/Dragonfly: key = the name; value = the JSON text of the data.
 //! - RocksDB: key = the name's UTF-8 bytes; value =
 //!   `{"data": "<JSON text of the data>", "expires_at": <unix seconds>}`,
-//!   `-1` for never-expire. Expiry index entries live under the key prefix
-//!   `0xFF 'x'`, which no UTF-8 name can start with.
+//!   `-1` for never-expire. The expiry index lives beside the values (see
+//!   `backend/rocksdb/store.rs`).
 #![warn(missing_docs)]
 
 mod backend;
-mod builder;
 mod clock;
-mod config;
+pub mod config;
 mod engine;
 mod error;
 mod format;
-mod handle;
-mod prometheus;
-mod stats;
+mod keystore;
+pub mod metrics;
 mod ttl;
 
-pub use builder::{KeystoreBuilder, MIN_SERVER_TTL, Overrides};
 pub use clock::Clock;
-pub use config::{
-    AXION_PACKAGE_ENV, BackendKind, CONFIG_ENV, Config, ConfigLoader, ConfigSource,
-    DOCKER_AXION_ENV, DOCKER_HOST_IP, EngineConfig, MetricsConfig, NodeAddr, RedisConfig,
-    RocksDbConfig, Secret,
-};
+pub use config::{BackendKind, Config, Overrides};
 pub use error::{ErrorKind, KeystoreError, Result};
-pub use handle::{BlockingKeystore, Keystore};
-pub use prometheus::{METRICS, MetricsRegistry, MetricsServer, OPERATION_BUCKETS, SWEEP_BUCKETS};
-pub use stats::{LatencySummary, Op, OpStats, Stats};
+pub use keystore::{BlockingKeystore, Keystore, KeystoreBuilder};
+pub use metrics::Stats;
 pub use ttl::Ttl;
 
 /// The README's examples, compiled and run as doctests.

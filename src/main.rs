@@ -1,12 +1,13 @@
 //! `objdatakey`: check, inspect, use and load-test a keystore from the command line.
 
-mod load;
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use objdatakey::{BackendKind, Config, ConfigLoader, Keystore, RedisConfig, Ttl};
+use objdatakey::config::{ConfigLoader, RedisConfig};
+use objdatakey::{BackendKind, Config, Keystore, Ttl};
 
 /// Check, inspect and use an objdatakey keystore.
 #[derive(Parser, Debug)]
@@ -53,7 +54,7 @@ enum Command {
     },
     /// Load-test the configured keystore: throughput, latency percentiles,
     /// hit rate, errors and peak RSS.
-    Load(load::LoadArgs),
+    Load(cli::load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -137,7 +138,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Load(args) => load::run(config, args),
+        Command::Load(args) => cli::load::run(config, args),
     }
 }
 
@@ -150,11 +151,7 @@ fn print_server(name: &str, s: &RedisConfig, active: bool) {
     if s.nodes.is_empty() {
         println!("  address: {}", s.address());
     } else {
-        let nodes: Vec<String> = s
-            .nodes
-            .iter()
-            .map(|n| format!("{}:{}", n.host, n.port))
-            .collect();
+        let nodes: Vec<String> = s.nodes.iter().map(ToString::to_string).collect();
         println!("  cluster nodes: {}", nodes.join(", "));
     }
     println!("  user: {}", s.user.as_deref().unwrap_or("(none)"));
@@ -169,8 +166,21 @@ fn print_server(name: &str, s: &RedisConfig, active: bool) {
 }
 
 fn print_info(c: &Config) {
+    // The Python module's lines first, as operators grep them.
+    println!("Keystore Type: {}", c.backend);
+    match c.server() {
+        Some(s) => {
+            let label = if c.backend == BackendKind::Dragonfly {
+                "Dragonfly"
+            } else {
+                "Redis"
+            };
+            println!("{label} IP: {}", s.ip);
+            println!("{label} Port: {}", s.port);
+        }
+        None => println!("RocksDB Path: {}", c.rocksdb.path.display()),
+    }
     println!("Config: {}", c.source);
-    println!("Keystore type: {}", c.backend);
     println!("Enabled: {}", yes_no(c.enabled));
     match c.default_ttl {
         Some(t) => println!("Default TTL (system.cachettl): {t} s"),

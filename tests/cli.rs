@@ -152,7 +152,7 @@ fn config_is_found_through_the_environment_then_the_working_directory() {
         "{}",
         stdout(&o)
     );
-    assert!(stdout(&o).contains("Keystore type: rocksdb"));
+    assert!(stdout(&o).contains("Keystore Type: rocksdb"));
     // --config wins over OBJDATAKEY_CONFIG.
     std::fs::write(
         elsewhere.path().join("other.yaml"),
@@ -165,17 +165,23 @@ fn config_is_found_through_the_environment_then_the_working_directory() {
         &[("OBJDATAKEY_CONFIG", cfg.to_str().unwrap())],
     );
     assert!(
-        stdout(&o).contains("Keystore type: dragonfly"),
+        stdout(&o).starts_with(
+            "Keystore Type: dragonfly\nDragonfly IP: localhost\nDragonfly Port: 6379\n"
+        ),
         "{}",
         stdout(&o)
     );
     // Neither: ./config.yaml, and built-in defaults when there is none.
     let o = run(dir.path(), &["info"], &[]);
-    assert!(stdout(&o).contains("Keystore type: rocksdb"));
+    assert!(
+        stdout(&o).starts_with("Keystore Type: rocksdb\nRocksDB Path: local.documents/rocksdb\n"),
+        "{}",
+        stdout(&o)
+    );
     let o = run(elsewhere.path(), &["info"], &[]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("built-in defaults"), "{}", stdout(&o));
-    assert!(stdout(&o).contains("Keystore type: redis"));
+    assert!(stdout(&o).contains("Keystore Type: redis"));
 }
 
 #[test]
@@ -190,7 +196,12 @@ fn info_shows_settings_but_never_secrets() {
     let o = run(dir.path(), &["info"], &[("RUST_LOG", "debug")]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("Keystore type: redis"), "{out}");
+    assert!(out.contains("Keystore Type: redis"), "{out}");
+    // The Python module's lines, then ours.
+    assert!(
+        out.starts_with("Keystore Type: redis\nRedis IP: 127.0.0.1\nRedis Port: 6390\n"),
+        "{out}"
+    );
     assert!(out.contains("address: 127.0.0.1:6390"), "{out}");
     assert!(
         out.contains("user: app") && out.contains("password: set") && out.contains("ssl: yes"),
@@ -218,7 +229,7 @@ fn axion_package_and_docker_axion_reach_the_cli() {
         &[("AXION_PACKAGE", "pkg"), ("DOCKER_AXION", "1")],
     );
     let out = stdout(&o);
-    assert!(out.contains("Keystore type: redis"), "{out}");
+    assert!(out.contains("Keystore Type: redis"), "{out}");
     assert!(out.contains("address: 172.17.0.1:6379"), "{out}");
     assert!(out.contains("config.pkg.yaml"), "{out}");
 }

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use objdatakey::{BackendKind, Config, ConfigLoader, ConfigSource, ErrorKind, NodeAddr};
+use objdatakey::config::{ConfigLoader, ConfigSource, NodeAddr};
+use objdatakey::{BackendKind, Config, ErrorKind};
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);

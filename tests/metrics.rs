@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{cli, rocks_config};
-use objdatakey::{Clock, Config, ErrorKind, Keystore, MetricsRegistry, Ttl};
+use objdatakey::metrics::MetricsRegistry;
+use objdatakey::{Clock, Config, ErrorKind, Keystore, Ttl};
 
 // ---------------------------------------------------------------- helpers
 

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::redis_server::{Options, RedisCluster, RedisServer, TlsFiles, free_port};
-use objdatakey::{BackendKind, Config, ConfigLoader, ErrorKind, Keystore, Ttl};
+use objdatakey::config::ConfigLoader;
+use objdatakey::{BackendKind, Config, ErrorKind, Keystore, Ttl};
 use redis::Commands;
 use serde::{Deserialize, Serialize};
 
@@ -215,7 +216,7 @@ async fn acl_user_and_password_and_wrong_password() {
     // ACL user.
     let mut c = server_config(BackendKind::Redis, server.port);
     c.redis.user = Some("app".into());
-    c.redis.password = Some(objdatakey::Secret::new("app-secret"));
+    c.redis.password = Some(objdatakey::config::Secret::new("app-secret"));
     let ks = connect(c);
     ks.ping().await.unwrap();
     ks.set_cache("acl", &"ok", Ttl::Seconds(30)).await.unwrap();
@@ -227,7 +228,7 @@ async fn acl_user_and_password_and_wrong_password() {
 
     // Password only (the `default` user).
     let mut c = server_config(BackendKind::Redis, server.port);
-    c.redis.password = Some(objdatakey::Secret::new("default-secret"));
+    c.redis.password = Some(objdatakey::config::Secret::new("default-secret"));
     let ks = connect(c);
     ks.ping().await.unwrap();
     ks.shutdown().await;
@@ -235,7 +236,7 @@ async fn acl_user_and_password_and_wrong_password() {
     // Wrong password: an Auth error at once, no hang, no secret in the text.
     let mut c = server_config(BackendKind::Redis, server.port);
     c.redis.user = Some("app".into());
-    c.redis.password = Some(objdatakey::Secret::new("wrong-password"));
+    c.redis.password = Some(objdatakey::config::Secret::new("wrong-password"));
     let ks = connect(c);
     let err = ks.ping().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
@@ -325,7 +326,7 @@ async fn a_cluster_of_three_masters_serves_keys_over_all_slots() {
         .nodes
         .iter()
         .take(2) // seeds: the client discovers the rest
-        .map(|n| objdatakey::NodeAddr {
+        .map(|n| objdatakey::config::NodeAddr {
             host: "127.0.0.1".into(),
             port: n.port,
         })

@@ -1,15 +1,25 @@
-//! The message interface every backend actor speaks, and the backends.
+//! The message interface between the engine and the backends, and the
+//! backends themselves, one folder each.
 //!
-//! The handle sends a [`Request`] straight to the current backend actor (one
-//! actor hop); the actor answers through the request's oneshot. A [`Request`]
-//! carries its in-flight permit, so the limit counts a request until the
-//! backend is done with it, even when the caller has stopped waiting. On
-//! Redis the handle skips the hop once the actor has a connection ready (see
-//! [`redis::RedisDirect`]).
+//! - A [`Command`] says what to do; a [`Reply`] is its answer.
+//! - A [`Request`] carries a command to a backend actor with its
+//!   [`Deadline`], the caller's reply channel and its in-flight permit.
+//! - The [`BackendSlot`] is where the handle finds the current backend's
+//!   mailbox ([`BackendTx`]); the supervisor fills it at start and on every
+//!   restart, and empties it at shutdown.
+//! - A backend that can no longer serve (a call panicked, its actor stopped)
+//!   says so through its [`Supervision`], a weak recipient of
+//!   [`BackendFailed`]: backends never name the supervisor's type, so the
+//!   imports flow one way, engine → backend.
+//!
+//! Backends: [`rocksdb`] (the embedded store and its worker pool) and
+//! [`redis`] (Redis, Redis Cluster and Dragonfly: the actor that owns the
+//! connection and the direct path the handle calls).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use actix::WeakRecipient;
 use actix::prelude::*;
 use arc_swap::ArcSwapOption;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -48,19 +58,40 @@ pub(crate) enum Command {
 }
 
 impl Command {
+    /// The name of the operation, for messages.
+    pub(crate) fn verb(&self) -> &'static str {
+        match self {
+            Command::Get { .. } => "get",
+            Command::Set { .. } => "set",
+            Command::Delete { .. } => "delete",
+            Command::Ping => "ping",
+            Command::Sweep { .. } => "expiry sweep",
+            #[cfg(feature = "fault-injection")]
+            Command::Panic => "injected panic",
+            #[cfg(feature = "fault-injection")]
+            Command::Stall(_) => "injected stall",
+        }
+    }
+
+    /// The key the command is about, if it is about one.
+    pub(crate) fn key(&self) -> Option<&Arc<str>> {
+        match self {
+            Command::Get { key } | Command::Set { key, .. } | Command::Delete { key } => Some(key),
+            _ => None,
+        }
+    }
+
     /// `get of key "k"`, for messages.
     pub(crate) fn describe(&self) -> String {
-        match self {
-            Command::Get { key } => format!("get of key {key:?}"),
-            Command::Set { key, .. } => format!("set of key {key:?}"),
-            Command::Delete { key } => format!("delete of key {key:?}"),
-            Command::Ping => "ping".to_owned(),
-            Command::Sweep { .. } => "expiry sweep".to_owned(),
-            #[cfg(feature = "fault-injection")]
-            Command::Panic => "injected panic".to_owned(),
-            #[cfg(feature = "fault-injection")]
-            Command::Stall(_) => "injected stall".to_owned(),
-        }
+        describe(self.verb(), self.key().map(|k| &**k))
+    }
+}
+
+/// `get of key "k"` (or just `ping`), for messages.
+pub(crate) fn describe(verb: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("{verb} of key {k:?}"),
+        None => verb.to_owned(),
     }
 }
 
@@ -81,14 +112,48 @@ pub(crate) enum Reply {
     },
 }
 
+/// When the caller stops waiting, and the budget that made it (for messages).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    /// `budget` from now.
+    pub(crate) fn after(budget: Duration) -> Self {
+        Deadline {
+            at: Instant::now() + budget,
+            budget,
+        }
+    }
+
+    pub(crate) fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// The error of a call (`what`, e.g. `get of key "k" on redis`) that ran out of time.
+    pub(crate) fn timed_out(&self, what: &str) -> KeystoreError {
+        KeystoreError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{what} timed out after {} ms (keystore.request_timeout_ms)",
+                self.budget.as_millis()
+            ),
+        )
+    }
+}
+
 /// One request to a backend actor.
 pub(crate) struct Request {
     pub command: Command,
     /// After this the caller has given up: the backend answers `Timeout` without working.
-    pub deadline: Instant,
+    pub deadline: Deadline,
     pub reply: oneshot::Sender<Result<Reply>>,
-    /// Held until the request is dropped, i.e. until the backend is done with it.
-    pub _permit: Option<OwnedSemaphorePermit>,
+    /// The caller's in-flight slot (`None` for the janitor's background
+    /// work), held while the backend works on the request, so the limit
+    /// counts queued work even after its caller stopped waiting.
+    pub permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Message for Request {
@@ -96,29 +161,89 @@ impl Message for Request {
 }
 
 impl Request {
-    /// Answers `Timeout` and returns `true` when the caller is gone or the deadline passed.
-    pub(crate) fn expired(&mut self, backend: &str) -> bool {
+    /// Gives the request back if its caller still waits for it. Otherwise
+    /// (the caller is gone, or the deadline passed while it was queued)
+    /// answers `Timeout`, frees its permit and returns `None`: nobody wants
+    /// the work any more.
+    pub(crate) fn if_wanted(self, backend: &str) -> Option<Request> {
         if self.reply.is_closed() {
-            return true;
+            return None;
         }
-        if Instant::now() >= self.deadline {
-            let (tx, _) = oneshot::channel();
-            let reply = std::mem::replace(&mut self.reply, tx);
-            let _ = reply.send(Err(KeystoreError::new(
+        if self.deadline.passed() {
+            let what = self.command.describe();
+            self.answer(Err(KeystoreError::new(
                 ErrorKind::Timeout,
                 format!(
-                    "{} on {backend} timed out waiting in the queue; the engine is overloaded \
-                     (raise keystore.request_timeout_ms or lower the load)",
-                    self.command.describe()
+                    "{what} on {backend} timed out waiting in the queue; the engine is overloaded \
+                     (raise keystore.request_timeout_ms or lower the load)"
                 ),
             )));
-            return true;
+            return None;
         }
-        false
+        Some(self)
+    }
+
+    /// Frees the in-flight slot, then answers: a caller that reads
+    /// `Stats::in_flight` right after its answer sees its slot freed.
+    pub(crate) fn answer(mut self, result: Result<Reply>) {
+        drop(self.permit.take());
+        let _ = self.reply.send(result);
     }
 }
 
-/// The mailbox of a backend actor.
+/// A backend tells its supervisor it can no longer serve (a call panicked,
+/// its workers or actor stopped); the supervisor starts a new generation.
+pub(crate) struct BackendFailed {
+    pub generation: u64,
+    pub reason: String,
+}
+
+impl Message for BackendFailed {
+    type Result = ();
+}
+
+/// What a backend generation knows of its supervisor: where to report a
+/// failure, and which generation it is (a report from an older one is stale).
+/// The recipient is weak, so a backend never keeps its supervisor alive.
+#[derive(Clone)]
+pub(crate) struct Supervision {
+    pub sink: WeakRecipient<BackendFailed>,
+    pub generation: u64,
+}
+
+impl Supervision {
+    /// Reports that this generation can no longer serve.
+    pub(crate) fn failed(&self, reason: String) {
+        if let Some(s) = self.sink.upgrade() {
+            s.do_send(BackendFailed {
+                generation: self.generation,
+                reason,
+            });
+        }
+    }
+
+    /// A backend call (`what`, on `place`) panicked: logs it, reports it
+    /// (the supervisor restarts the backend) and gives the caller's error.
+    pub(crate) fn panicked(
+        &self,
+        payload: &(dyn std::any::Any + Send),
+        what: &str,
+        place: &str,
+    ) -> KeystoreError {
+        let why = panic_text(payload);
+        tracing::error!("the backend panicked during {what} on {place}: {why}; restarting it");
+        self.failed(format!("a call panicked: {why}"));
+        KeystoreError::new(
+            ErrorKind::Panic,
+            format!(
+                "{what} on {place} panicked inside the backend ({why}); \
+                 the supervisor is restarting it, retry the call"
+            ),
+        )
+    }
+}
+
+/// The mailbox of a backend generation.
 pub(crate) enum BackendTx {
     /// A pool of blocking worker threads (RocksDB), fed directly: one queue hop.
     Pool(crossbeam_channel::Sender<Request>),
@@ -129,12 +254,16 @@ pub(crate) enum BackendTx {
     },
 }
 
-/// Why a request could not be handed to the backend: there is none. `None`:
-/// shut down; `Some(generation)`: the actor of that generation is gone.
-pub(crate) struct Gone(pub Option<u64>);
+/// Why a request could not be handed to a backend.
+pub(crate) enum Unsent {
+    /// The keystore has shut down.
+    ShutDown,
+    /// The backend of this generation is gone (its workers exited).
+    BackendGone { generation: u64 },
+}
 
-/// Where the handle finds the current backend actor. The supervisor swaps in
-/// a new mailbox when it restarts the backend; `None` after shutdown.
+/// Where the handle finds the current backend. The supervisor swaps in a
+/// new mailbox when it restarts the backend; `None` after shutdown.
 #[derive(Default)]
 pub(crate) struct BackendSlot {
     /// The mailbox and the supervisor generation that started it.
@@ -147,16 +276,18 @@ impl BackendSlot {
     }
 
     /// Hands `req` to the current backend (dropping it, with its reply channel, on failure).
-    pub(crate) fn send(&self, req: Request) -> Result<(), Gone> {
+    pub(crate) fn send(&self, req: Request) -> Result<(), Unsent> {
         match &*self.current.load() {
             Some(entry) => match &entry.1 {
-                BackendTx::Pool(tx) => tx.send(req).map_err(|_| Gone(Some(entry.0))),
+                BackendTx::Pool(tx) => tx.send(req).map_err(|_| Unsent::BackendGone {
+                    generation: entry.0,
+                }),
                 BackendTx::Redis { actor, .. } => {
                     actor.do_send(req);
                     Ok(())
                 }
             },
-            None => Err(Gone(None)),
+            None => Err(Unsent::ShutDown),
         }
     }
 

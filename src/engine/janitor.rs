@@ -1,6 +1,6 @@
 //! The janitor actor: every `ttl_cleanup_interval` it removes expired RocksDB
 //! entries, walking the expiry index in batches (see
-//! [`backend::rocksdb`](crate::backend::rocksdb)), so its cost follows the
+//! [`backend::rocksdb::store`](crate::backend::rocksdb::store)), so its cost follows the
 //! number of expired entries, not the size of the database.
 //!
 //! Sweep batches run on the backend's worker threads, interleaved with
@@ -15,15 +15,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::backend::{BackendSlot, Command, Reply, Request};
+use crate::backend::{BackendSlot, Command, Deadline, Reply, Request};
 use crate::error::{ErrorKind, KeystoreError, Result};
-use crate::stats::{Event, Recorder};
+use crate::metrics::{Event, Recorder};
 
-/// Expired entries removed per batch (one worker message). A batch holds a
-/// worker for about 0.5 ms, and a foreground request queued behind it waits
-/// that long: with 1024 (2 ms) foreground p99 during a sweep rose about 5x on
-/// 2 cores, with 256 about 2.2x, for sweeps under twice as long
-/// (BENCHMARKS.md, Janitor).
+/// Expired entries removed per batch (one worker message). A foreground
+/// request queued behind a batch waits for all of it, so batches stay short
+/// (well under a millisecond); the sweep pays with more round trips.
+/// BENCHMARKS.md (Janitor) has the measurements behind the figure.
 const BATCH: usize = 256;
 /// Deadline of one batch: generous, a sweep is background work.
 const BATCH_DEADLINE: Duration = Duration::from_secs(60);
@@ -105,9 +104,9 @@ async fn sweep_all(slot: &BackendSlot) -> Result<(u64, u64)> {
         let (tx, rx) = oneshot::channel();
         let req = Request {
             command: Command::Sweep { limit: BATCH },
-            deadline: Instant::now() + BATCH_DEADLINE,
+            deadline: Deadline::after(BATCH_DEADLINE),
             reply: tx,
-            _permit: None,
+            permit: None,
         };
         if slot.send(req).is_err() {
             return Err(KeystoreError::new(

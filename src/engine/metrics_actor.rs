@@ -1,10 +1,11 @@
-//! The metrics actor: drains the event channel the hot path writes to, keeps
-//! the totals that [`Stats`] reports, and updates the engine's Prometheus
-//! handles ([`EngineMetrics`], registered once at start). It also samples what
-//! is not an event (requests in flight, events dropped) on every drain.
+//! The metrics actor: drains what the hot path records (the striped success
+//! counters, and the event channel for everything else), keeps the totals
+//! that [`Stats`] reports, and updates the engine's Prometheus handles
+//! ([`EngineMetrics`], registered once at start). It also samples what is not
+//! an event (requests in flight, events dropped) on every drain.
 //!
-//! It stops on its own when every [`Recorder`](crate::stats::Recorder) is gone
-//! (the channel disconnects): ownership, not a flag, ends it.
+//! It stops on its own when every [`Recorder`](crate::metrics::Recorder) is
+//! gone (the channel disconnects): ownership, not a flag, ends it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,11 +15,12 @@ use actix::prelude::*;
 use crossbeam_channel::{Receiver, TryRecvError};
 use tokio::sync::oneshot;
 
-use tokio::sync::Semaphore;
-
+use super::limiter::Limiter;
 use crate::config::BackendKind;
-use crate::prometheus::EngineMetrics;
-use crate::stats::{Aggregate, Event, OpCounters, OpTotals, Stats};
+use crate::metrics::handles::EngineMetrics;
+use crate::metrics::recorder::{OpCounters, OpTotals};
+use crate::metrics::stats::Aggregate;
+use crate::metrics::{Event, Stats, Tally};
 
 /// How often the channel is drained when nobody asks for a snapshot.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
@@ -36,8 +38,7 @@ pub(crate) struct MetricsActor {
     totals: Aggregate,
     /// `None` when metrics are off (`KeystoreBuilder::metrics(false)`).
     prom: Option<EngineMetrics>,
-    limiter: Arc<Semaphore>,
-    max_in_flight: usize,
+    limiter: Limiter,
     ticks: u32,
 }
 
@@ -48,8 +49,7 @@ impl MetricsActor {
         dropped: Arc<AtomicU64>,
         counters: Arc<OpCounters>,
         prom: Option<EngineMetrics>,
-        limiter: Arc<Semaphore>,
-        max_in_flight: usize,
+        limiter: Limiter,
     ) -> Self {
         MetricsActor {
             backend,
@@ -60,7 +60,6 @@ impl MetricsActor {
             totals: Aggregate::default(),
             prom,
             limiter,
-            max_in_flight,
             ticks: 0,
         }
     }
@@ -70,9 +69,9 @@ impl MetricsActor {
         let alive = loop {
             match self.events.try_recv() {
                 Ok(e) => {
-                    self.totals.apply(&e);
+                    e.tally(&mut self.totals);
                     if let Some(p) = &mut self.prom {
-                        p.apply(&e);
+                        e.tally(p);
                     }
                 }
                 Err(TryRecvError::Empty) => break true,
@@ -82,15 +81,13 @@ impl MetricsActor {
         let now = self.counters.totals();
         let added = now.since(&self.seen);
         self.seen = now;
-        self.totals.apply_counts(&added);
+        self.totals.counts(&added);
         if let Some(p) = &mut self.prom {
-            p.apply_counts(&added);
-        }
-        if let Some(p) = &mut self.prom {
-            let in_flight = self
-                .max_in_flight
-                .saturating_sub(self.limiter.available_permits());
-            p.sample(in_flight, self.dropped.load(Ordering::Relaxed));
+            p.counts(&added);
+            p.sample(
+                self.limiter.in_flight(),
+                self.dropped.load(Ordering::Relaxed),
+            );
         }
         alive
     }

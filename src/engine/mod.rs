@@ -1,168 +1,265 @@
-//! Starting and stopping the actors, inside the caller's actix System or on
-//! an engine thread of our own.
+//! The engine: the actors behind a keystore, how a request reaches them, and
+//! how they stop.
 //!
-//! `Actor::start` needs a running actix System. Inside one (an actix-web
-//! worker, `#[actix::main]`) the actors join the current arbiter. Anywhere
-//! else (a plain tokio runtime, synchronous code) the engine runs its own
-//! System on a dedicated thread, stopped when the last handle is dropped.
+//! # The actor map
+//! ```text
+//!   Keystore (cloneable handle; keystore/)
+//!     │  Engine::call(Command)            engine/request.rs
+//!     │    admit: Limiter permit + Deadline
+//!     │    route: ① RocksDB memory read   (caller's thread, no actor)
+//!     │           ② Redis direct path     (caller's task, over the actor's connection)
+//!     │           ③ BackendSlot::send      (Request → backend mailbox, reply on a oneshot)
+//!     ▼
+//!   Supervisor (actor)                    engine/supervisor.rs
+//!     │ owns: the BackendSlot's contents (one backend generation at a time),
+//!     │       the Janitor (RocksDB only)
+//!     │ receives: BackendFailed (weak recipient held by each backend),
+//!     │           PurgeExpired, Stop
+//!     ├── RocksDB worker pool             backend/rocksdb/pool.rs
+//!     │     threads fed by a crossbeam channel (the BackendTx::Pool sender)
+//!     ├── RedisActor                      backend/redis/actor.rs
+//!     │     actix mailbox (BackendTx::Redis) + RedisDirect beside it
+//!     └── Janitor (actor)                 engine/janitor.rs
+//!           sends Sweep requests through the same BackendSlot
+//!   MetricsActor (actor)                  engine/metrics_actor.rs
+//!     drains the Recorder (striped counters + event channel) every 100 ms
+//!     into Stats and the Prometheus handles; receives Snapshot, Flush
+//! ```
+//! The actors run in the caller's actix System when there is one, else in a
+//! System of our own on a dedicated thread ([`host`]).
+//!
+//! # The two shortcuts
+//! Both skip the actor hop but not the actor's ownership: ① reads the open
+//! RocksDB store on the caller's thread and only when memory can answer
+//! (`ReadTier::BlockCache`), falling back to the pool otherwise; ② uses the
+//! connection the Redis actor opened and keeps healthy, and falls back to
+//! the mailbox while the actor has none ready.
+//!
+//! # Shutdown, driven by ownership
+//! `Keystore::shutdown()` or dropping the last handle: the engine empties the
+//! memory-read store and the backend slot (new calls answer `Shutdown`),
+//! closes the limiter, and tells the supervisor to stop. The supervisor's
+//! stop drops the janitor's stop sender (the janitor wakes and stops) and
+//! the backend's mailbox: pool workers finish their queue and exit when
+//! their channel disconnects, the last one dropping the store, which closes
+//! the database; the Redis actor stops when its last address goes. The
+//! metrics actor stops when every recorder is gone. An owned engine thread
+//! is then joined, and the caller waits (bounded) until the store has closed
+//! and its lock is free.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::prelude::*;
+use arc_swap::ArcSwapOption;
+use tokio::sync::oneshot;
 
 use crate::backend::BackendSlot;
-use crate::config::Config;
+use crate::backend::redis::RedisTarget;
+use crate::backend::rocksdb::RocksStore;
+use crate::clock::Clock;
+use crate::config::{BackendKind, Config};
 use crate::error::{ErrorKind, KeystoreError, Result};
-use crate::prometheus::{EngineMetrics, MetricsRegistry};
-use crate::stats::{Event, Recorder};
+use crate::metrics::handles::EngineMetrics;
+use crate::metrics::{MetricsRegistry, Recorder, Stats};
 
+pub(crate) mod host;
 pub(crate) mod janitor;
-pub(crate) mod metrics;
-pub(crate) mod rocks_worker;
+pub(crate) mod limiter;
+pub(crate) mod metrics_actor;
+pub(crate) mod request;
 pub(crate) mod supervisor;
+pub(crate) mod timer;
 
-use metrics::MetricsActor;
-use supervisor::{BackendSpec, Supervisor};
+use host::{Host, MayWait};
+use limiter::Limiter;
+use metrics_actor::{Flush, MetricsActor, Snapshot};
+use supervisor::{BackendSpec, PurgeExpired, Stop, Supervisor};
 
-/// How long dropping the last handle waits for the database to close.
+/// How long stopping waits for the database to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
-/// The running actors, as the handle reaches them.
-pub(crate) struct Actors {
-    pub supervisor: Addr<Supervisor>,
-    pub metrics: Addr<MetricsActor>,
-    pub slot: Arc<BackendSlot>,
-    pub recorder: Recorder,
-    /// Bounds requests in flight (shared with the metrics actor, which samples it).
-    pub limiter: Arc<tokio::sync::Semaphore>,
-    /// The runtime the actors run on: its timer serves request timeouts, and
-    /// the blocking API drives futures through it.
-    pub rt: tokio::runtime::Handle,
+/// The running actors, as the engine reaches them.
+struct Actors {
+    supervisor: Addr<Supervisor>,
+    metrics: Addr<MetricsActor>,
+    slot: Arc<BackendSlot>,
+    recorder: Recorder,
 }
 
-/// Who runs the actix System the actors live in.
-pub(crate) enum Host {
-    /// Our own System on a dedicated thread.
-    Owned {
-        system: System,
-        thread: Option<JoinHandle<()>>,
-    },
-    /// The caller's System: it outlives us.
-    Shared,
-}
-
-/// Everything needed to start the actors.
-pub(crate) struct Launch {
-    pub config: Config,
-    pub spec: BackendSpec,
+/// What [`Engine::open`] needs besides the config.
+pub(crate) struct EngineOptions {
+    /// The time source for TTLs.
+    pub clock: Clock,
     /// Where to record; `None` turns recording off entirely.
     pub metrics: Option<MetricsRegistry>,
+    /// Redis: the runtime that carries the connection's I/O (`None`: the engine's).
+    pub io_runtime: Option<tokio::runtime::Handle>,
 }
 
-fn launch_here(l: Launch) -> Actors {
-    let (recorder, events, dropped): (
-        Recorder,
-        crossbeam_channel::Receiver<Event>,
-        Arc<AtomicU64>,
-    ) = Recorder::new(l.metrics.is_some());
-    let max_in_flight = l.config.engine.max_in_flight;
-    let limiter = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
-    let prom = l
-        .metrics
-        .map(|r| EngineMetrics::new(r, l.config.backend, max_in_flight));
-    let metrics = MetricsActor::new(
-        l.config.backend,
-        events,
-        dropped,
-        recorder.counters(),
-        prom,
-        limiter.clone(),
-        max_in_flight,
-    )
-    .start();
+/// The running engine behind the handles.
+pub(crate) struct Engine {
+    backend: BackendKind,
+    /// `None` only while dropping.
+    actors: Option<Actors>,
+    limiter: Limiter,
+    /// The request timeout: the budget of every call's deadline.
+    timeout: Duration,
+    host: parking_lot::Mutex<Host>,
+    /// Disconnects when the embedded database is closed (its lock released).
+    closed: Option<crossbeam_channel::Receiver<()>>,
+    /// RocksDB only: the store, for reads that memory can answer on the
+    /// caller's thread (shortcut ①). Emptied at shutdown so the database
+    /// can close.
+    memory_reads: ArcSwapOption<RocksStore>,
+}
+
+impl Engine {
+    /// Opens the backend `config` selects and starts the actors.
+    ///
+    /// RocksDB is opened here, so a held lock or a missing directory is
+    /// reported at once; network backends connect in the background.
+    pub(crate) fn open(config: &Config, options: EngineOptions) -> Result<Engine> {
+        let (spec, closed, memory_reads) = match config.server() {
+            None => {
+                let (store, closed) = RocksStore::open(&config.rocksdb, options.clock)?;
+                let store = Arc::new(store);
+                let spec = BackendSpec::RocksDb {
+                    store: store.clone(),
+                    workers: config.rocksdb.workers,
+                };
+                (spec, Some(closed), Some(store))
+            }
+            Some(section) => {
+                let timeout = config.engine.request_timeout;
+                let target = RedisTarget::new(config.backend, section, timeout)?;
+                let spec = BackendSpec::Redis {
+                    target: Arc::new(target),
+                    io: options.io_runtime,
+                };
+                (spec, None, None)
+            }
+        };
+        let limiter = Limiter::new(config.engine.max_in_flight);
+        let (actors, host) = {
+            let limiter = limiter.clone();
+            let (backend, interval) = (config.backend, config.rocksdb.ttl_cleanup_interval);
+            let registry = options.metrics;
+            Host::start(move || launch(backend, interval, spec, registry, limiter))?
+        };
+        Ok(Engine {
+            backend: config.backend,
+            actors: Some(actors),
+            limiter,
+            timeout: config.engine.request_timeout,
+            host: parking_lot::Mutex::new(host),
+            closed,
+            memory_reads: ArcSwapOption::new(memory_reads),
+        })
+    }
+
+    fn actors(&self) -> Result<&Actors> {
+        self.actors.as_ref().ok_or_else(shut_down)
+    }
+
+    /// The recorder every call of this engine records into.
+    pub(crate) fn recorder(&self) -> Option<&Recorder> {
+        self.actors.as_ref().map(|a| &a.recorder)
+    }
+
+    /// A snapshot of the metrics actor's totals, with the in-flight figures.
+    pub(crate) async fn stats(&self) -> Stats {
+        let mut stats = match self.actors() {
+            Ok(actors) => {
+                let (tx, rx) = oneshot::channel();
+                actors.metrics.do_send(Snapshot { reply: tx });
+                rx.await.unwrap_or_else(|_| Stats::empty(self.backend))
+            }
+            Err(_) => Stats::empty(self.backend),
+        };
+        stats.max_in_flight = self.limiter.max();
+        stats.in_flight = self.limiter.in_flight();
+        stats
+    }
+
+    /// Waits until the metrics actor has applied everything recorded so far.
+    pub(crate) async fn flush_metrics(&self) {
+        if let Ok(actors) = self.actors() {
+            let (tx, rx) = oneshot::channel();
+            actors.metrics.do_send(Flush { reply: tx });
+            let _ = rx.await;
+        }
+    }
+
+    /// Sweeps expired entries now (RocksDB); answers the number removed.
+    pub(crate) async fn purge_expired(&self) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.actors()?
+            .supervisor
+            .do_send(PurgeExpired { reply: tx });
+        rx.await.unwrap_or_else(|_| Err(shut_down()))
+    }
+
+    /// Asks the engine to stop; the caller then waits for it with [`Engine::wait_stopped`].
+    pub(crate) fn begin_stop(&self) {
+        self.memory_reads.store(None);
+        if let Some(a) = &self.actors {
+            a.slot.set(None);
+            a.supervisor.do_send(Stop);
+        }
+        self.limiter.close();
+    }
+
+    /// Stops an owned engine thread and waits until the database is closed.
+    pub(crate) fn wait_stopped(&self) {
+        let may_wait = self.host.lock().stop();
+        if may_wait == MayWait::Yes
+            && let Some(closed) = &self.closed
+            && !matches!(
+                closed.recv_timeout(CLOSE_WAIT),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+            )
+        {
+            tracing::warn!("the embedded database was still open 10 s after shutdown");
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.begin_stop();
+        self.actors = None;
+        // Waits only where waiting can end (see `Host::stop`); in async code on
+        // a shared actix thread, await `shutdown()` to know the backend closed.
+        self.wait_stopped();
+    }
+}
+
+/// Starts the actors; runs inside an actix System.
+fn launch(
+    backend: BackendKind,
+    sweep_interval: Duration,
+    spec: BackendSpec,
+    registry: Option<MetricsRegistry>,
+    limiter: Limiter,
+) -> Actors {
+    let (recorder, events, dropped) = Recorder::new(registry.is_some());
+    let prom = registry.map(|r| EngineMetrics::new(r, backend, limiter.max()));
+    let metrics =
+        MetricsActor::new(backend, events, dropped, recorder.counters(), prom, limiter).start();
     let slot = Arc::new(BackendSlot::default());
-    let supervisor = Supervisor::launch(&l.config, l.spec, slot.clone(), recorder.clone());
+    let supervisor = Supervisor::launch(sweep_interval, spec, slot.clone(), recorder.clone());
     Actors {
         supervisor,
         metrics,
         slot,
         recorder,
-        limiter,
-        rt: tokio::runtime::Handle::current(),
     }
 }
 
-/// Whether this thread runs an actix arbiter (so `Actor::start` works here).
-fn in_actix() -> bool {
-    actix::Arbiter::try_current().is_some() && tokio::runtime::Handle::try_current().is_ok()
-}
-
-/// Starts the actors, in the current actix System if there is one.
-pub(crate) fn start(l: Launch) -> Result<(Actors, Host)> {
-    if in_actix() {
-        return Ok((launch_here(l), Host::Shared));
-    }
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let thread = std::thread::Builder::new()
-        .name("objdatakey-engine".into())
-        .spawn(move || {
-            let system = System::new();
-            let actors = system.block_on(async move { launch_here(l) });
-            if tx.send((actors, System::current())).is_err() {
-                return;
-            }
-            if let Err(e) = system.run() {
-                tracing::error!("objdatakey engine thread stopped with an error: {e}");
-            }
-        })
-        .map_err(|e| {
-            KeystoreError::new(ErrorKind::Io, "cannot start the engine thread").with_source(e)
-        })?;
-    let (actors, system) = rx.recv().map_err(|_| {
-        KeystoreError::new(ErrorKind::Panic, "the engine thread died while starting")
-    })?;
-    Ok((
-        actors,
-        Host::Owned {
-            system,
-            thread: Some(thread),
-        },
-    ))
-}
-
-impl Host {
-    /// Stops an owned System and waits for its thread; nothing for a shared one.
-    /// Answers whether the caller may now wait for the backend to close: not
-    /// on the engine thread itself (that thread must return first), nor on a
-    /// shared arbiter thread inside async code (the actors need that thread).
-    pub(crate) fn stop(&mut self) -> bool {
-        match self {
-            Host::Owned { system, thread } => {
-                system.stop();
-                match thread.take() {
-                    Some(t) if t.thread().id() == std::thread::current().id() => {
-                        *thread = Some(t);
-                        false
-                    }
-                    Some(t) => {
-                        let _ = t.join();
-                        true
-                    }
-                    None => true,
-                }
-            }
-            Host::Shared => tokio::runtime::Handle::try_current().is_err(),
-        }
-    }
-}
-
-/// Waits (blocking, bounded) until the store behind `closed` is dropped.
-pub(crate) fn wait_closed(closed: &crossbeam_channel::Receiver<()>) -> bool {
-    matches!(
-        closed.recv_timeout(CLOSE_WAIT),
-        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+pub(crate) fn shut_down() -> KeystoreError {
+    KeystoreError::new(
+        ErrorKind::Shutdown,
+        "the keystore has shut down; create a new one to keep going",
     )
 }

@@ -3,21 +3,28 @@
 //!
 //! The handle never talks to the supervisor on the request path: it sends
 //! straight to the backend through the shared [`BackendSlot`], which the
-//! supervisor fills at start and refills on every restart.
+//! supervisor fills at start and refills on every restart. Backends report
+//! failures with [`BackendFailed`] through their [`Supervision`]; a
+//! generation that fails again within [`RESTART_PAUSE`] of the last restart
+//! is restarted after that pause, so a backend that cannot start does not
+//! spin the engine thread.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::janitor::{Janitor, SweepNow};
 use crate::backend::redis::{RedisActor, RedisTarget};
-use crate::backend::rocksdb::RocksStore;
-use crate::backend::{BackendSlot, BackendTx};
-use crate::config::{BackendKind, Config};
-use crate::engine::janitor::{Janitor, SweepNow};
-use crate::engine::rocks_worker::start_pool;
+use crate::backend::rocksdb::{RocksStore, start_pool};
+use crate::backend::{BackendFailed, BackendSlot, BackendTx, Supervision};
+use crate::config::BackendKind;
 use crate::error::Result;
-use crate::stats::{Event, Recorder};
+use crate::metrics::{Event, Recorder};
+
+/// The least time between two restarts of the backend.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// What the supervisor builds a backend from.
 pub(crate) enum BackendSpec {
@@ -41,6 +48,10 @@ pub(crate) struct Supervisor {
     /// Bumped on every (re)start; a failure report from an older generation is stale.
     generation: u64,
     recorder: Recorder,
+    /// When the backend was last restarted (see [`RESTART_PAUSE`]).
+    last_restart: Option<Instant>,
+    /// A restart is scheduled (see [`RESTART_PAUSE`]).
+    restart_pending: bool,
     janitor: Option<Addr<Janitor>>,
     /// Dropping this stops the janitor at once (it may be asleep for minutes).
     _janitor_stop: Option<oneshot::Sender<()>>,
@@ -50,18 +61,19 @@ impl Supervisor {
     /// Creates the supervisor and its backend and janitor, filling `slot` before
     /// returning so the handle can send at once. Runs inside an actix System.
     pub(crate) fn launch(
-        cfg: &Config,
+        sweep_interval: Duration,
         spec: BackendSpec,
         slot: Arc<BackendSlot>,
         recorder: Recorder,
     ) -> Addr<Supervisor> {
-        let interval = cfg.rocksdb.ttl_cleanup_interval;
         Supervisor::create(move |ctx| {
             let mut sup = Supervisor {
                 spec,
                 slot,
                 generation: 0,
                 recorder,
+                last_restart: None,
+                restart_pending: false,
                 janitor: None,
                 _janitor_stop: None,
             };
@@ -69,7 +81,13 @@ impl Supervisor {
             if matches!(sup.spec, BackendSpec::RocksDb { .. }) {
                 let (stop_tx, stop_rx) = oneshot::channel();
                 sup.janitor = Some(
-                    Janitor::new(sup.slot.clone(), interval, sup.recorder.clone(), stop_rx).start(),
+                    Janitor::new(
+                        sup.slot.clone(),
+                        sweep_interval,
+                        sup.recorder.clone(),
+                        stop_rx,
+                    )
+                    .start(),
                 );
                 sup._janitor_stop = Some(stop_tx);
             }
@@ -79,11 +97,14 @@ impl Supervisor {
 
     fn start_backend(&mut self, ctx: &mut Context<Self>) {
         self.generation += 1;
-        let me = ctx.address().downgrade();
         let generation = self.generation;
+        let supervision = Supervision {
+            sink: ctx.address().downgrade().recipient(),
+            generation,
+        };
         let tx = match &self.spec {
             BackendSpec::RocksDb { store, workers } => {
-                match start_pool(*workers, store.clone(), me, generation) {
+                match start_pool(*workers, store.clone(), supervision) {
                     Ok(tx) => BackendTx::Pool(tx),
                     Err(e) => {
                         // The OS refused threads (resource exhaustion): no backend
@@ -104,8 +125,7 @@ impl Supervisor {
                 let (actor, direct) = RedisActor::new(
                     target.clone(),
                     io.clone(),
-                    me,
-                    generation,
+                    supervision,
                     self.recorder.clone(),
                 );
                 BackendTx::Redis {
@@ -129,22 +149,12 @@ impl Actor for Supervisor {
     }
 }
 
-/// A backend actor reports that a call panicked or it can no longer serve.
-pub(crate) struct BackendFailed {
-    pub generation: u64,
-    pub reason: String,
-}
-
-impl Message for BackendFailed {
-    type Result = ();
-}
-
 impl Handler<BackendFailed> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: BackendFailed, ctx: &mut Context<Self>) {
-        if msg.generation != self.generation {
-            return; // already restarted since
+        if msg.generation != self.generation || self.restart_pending {
+            return; // already restarted since, or about to be
         }
         tracing::warn!(
             "restarting the {} backend (generation {}): {}",
@@ -154,8 +164,23 @@ impl Handler<BackendFailed> for Supervisor {
         );
         // The old pool's threads exit once the slot no longer holds their address
         // and their queue is empty: requests already queued are still answered.
-        self.start_backend(ctx);
+        let pause = self.last_restart.map_or(Duration::ZERO, |t| {
+            RESTART_PAUSE.saturating_sub(t.elapsed())
+        });
+        self.last_restart = Some(Instant::now() + pause);
         self.recorder.record(Event::Restart);
+        if pause.is_zero() {
+            self.start_backend(ctx);
+        } else {
+            // Failing again at once: the failed generation stays in the slot
+            // meanwhile (calls fail fast, asking to retry) and its further
+            // reports are ignored.
+            self.restart_pending = true;
+            ctx.run_later(pause, |act, ctx| {
+                act.restart_pending = false;
+                act.start_backend(ctx);
+            });
+        }
     }
 }
 

@@ -1,112 +1,14 @@
-//! [`KeystoreBuilder`] and [`Overrides`]: how a [`Keystore`] is made.
+//! [`KeystoreBuilder`]: how a [`Keystore`] is made.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::redis::RedisTarget;
-use crate::backend::rocksdb::RocksStore;
+use super::Keystore;
 use crate::clock::Clock;
-use crate::config::{BackendKind, Config, ConfigLoader, Secret};
-use crate::engine::supervisor::BackendSpec;
-use crate::engine::{self, Launch};
+use crate::config::{Config, ConfigLoader, Overrides};
+use crate::engine::{Engine, EngineOptions};
 use crate::error::Result;
-use crate::handle::{Engine, Keystore};
-use crate::prometheus::MetricsRegistry;
-
-/// Redis and Dragonfly raise TTLs below this many seconds to it (the original's minimum).
-pub const MIN_SERVER_TTL: u64 = 5;
-
-/// Explicit connection settings that win over the config file
-/// (the original module's `connect_keystore` arguments).
-///
-/// `ip`, `port`, `user` and `password` apply to the section of the chosen
-/// backend (`keystore.redis` or `keystore.dragonfly`); `path` to RocksDB.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[must_use]
-pub struct Overrides {
-    /// The backend to use instead of `keystore.type`.
-    pub backend: Option<BackendKind>,
-    /// Server host.
-    pub ip: Option<String>,
-    /// Server port.
-    pub port: Option<u16>,
-    /// ACL user.
-    pub user: Option<String>,
-    /// Password (never printed).
-    pub password: Option<Secret>,
-    /// RocksDB directory.
-    pub path: Option<PathBuf>,
-}
-
-impl Overrides {
-    /// No overrides.
-    pub fn new() -> Self {
-        Overrides::default()
-    }
-
-    /// Use `backend`.
-    pub fn backend(mut self, backend: BackendKind) -> Self {
-        self.backend = Some(backend);
-        self
-    }
-
-    /// Server host.
-    pub fn ip(mut self, ip: impl Into<String>) -> Self {
-        self.ip = Some(ip.into());
-        self
-    }
-
-    /// Server port.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
-        self
-    }
-
-    /// ACL user.
-    pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// Password.
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(Secret::new(password));
-        self
-    }
-
-    /// RocksDB directory.
-    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
-        self.path = Some(path.into());
-        self
-    }
-
-    /// Writes these settings into `config`.
-    pub fn apply(&self, config: &mut Config) {
-        if let Some(b) = self.backend {
-            config.backend = b;
-        }
-        let server = match config.backend {
-            BackendKind::Dragonfly => &mut config.dragonfly,
-            _ => &mut config.redis,
-        };
-        if let Some(ip) = &self.ip {
-            server.ip = ip.clone();
-        }
-        if let Some(p) = self.port {
-            server.port = p;
-        }
-        if let Some(u) = &self.user {
-            server.user = Some(u.clone());
-        }
-        if let Some(p) = &self.password {
-            server.password = Some(p.clone());
-        }
-        if let Some(p) = &self.path {
-            config.rocksdb.path = p.clone();
-        }
-    }
-}
+use crate::metrics::MetricsRegistry;
 
 /// Builds a [`Keystore`].
 ///
@@ -236,69 +138,19 @@ impl KeystoreBuilder {
         }
         let registry = self.registry.unwrap_or_else(MetricsRegistry::global);
         if !config.enabled {
-            return Ok(Keystore::assemble(config, 0, None, registry, None));
+            return Ok(Keystore::assemble(config, None, registry, None));
         }
         // Started before the backend so a taken address fails the build at once.
         let server = match (self.metrics, config.metrics.listen) {
             (true, Some(addr)) => Some(registry.serve(addr)?),
             _ => None,
         };
-        let metrics = self.metrics.then(|| registry.clone());
-        let max_in_flight = config.engine.max_in_flight;
-        let timeout = config.engine.request_timeout;
-        match config.backend {
-            BackendKind::RocksDb => {
-                let (store, closed) = RocksStore::open(&config.rocksdb, self.clock.clone())?;
-                let store = Arc::new(store);
-                let spec = BackendSpec::RocksDb {
-                    store: store.clone(),
-                    workers: config.rocksdb.workers,
-                };
-                let launch = Launch {
-                    config: config.clone(),
-                    spec,
-                    metrics,
-                };
-                let (actors, host) = engine::start(launch)?;
-                let engine = Engine::new(
-                    actors,
-                    host,
-                    max_in_flight,
-                    timeout,
-                    Some(closed),
-                    Some(store),
-                );
-                Ok(Keystore::assemble(
-                    config,
-                    0,
-                    Some(engine),
-                    registry,
-                    server,
-                ))
-            }
-            kind @ (BackendKind::Redis | BackendKind::Dragonfly) => {
-                let section = config
-                    .server()
-                    .expect("a network backend has a server section");
-                let target = RedisTarget::new(kind, section, timeout)?;
-                let launch = Launch {
-                    config: config.clone(),
-                    spec: BackendSpec::Redis {
-                        target: Arc::new(target),
-                        io: self.io_runtime,
-                    },
-                    metrics,
-                };
-                let (actors, host) = engine::start(launch)?;
-                let engine = Engine::new(actors, host, max_in_flight, timeout, None, None);
-                Ok(Keystore::assemble(
-                    config,
-                    MIN_SERVER_TTL,
-                    Some(engine),
-                    registry,
-                    server,
-                ))
-            }
-        }
+        let options = EngineOptions {
+            clock: self.clock,
+            metrics: self.metrics.then(|| registry.clone()),
+            io_runtime: self.io_runtime,
+        };
+        let engine = Engine::open(&config, options)?;
+        Ok(Keystore::assemble(config, Some(engine), registry, server))
     }
 }

@@ -1,5 +1,5 @@
-//! The RocksDB backend actor: a pool of worker threads, because every RocksDB
-//! call blocks and must stay off the async executors.
+//! The RocksDB backend's worker pool: threads, because every RocksDB call
+//! blocks and must stay off the async executors.
 //!
 //! It is a sync actor in the manner of actix's `SyncArbiter`, with one change:
 //! `SyncArbiter` routes each message through its arbiter thread before a
@@ -11,20 +11,15 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use actix::WeakAddr;
-
-use crate::backend::rocksdb::RocksStore;
-use crate::backend::{Command, Reply, Request, panic_text};
-use crate::engine::supervisor::{BackendFailed, Supervisor};
-use crate::error::{ErrorKind, KeystoreError, Result};
+use super::RocksStore;
+use crate::backend::{Command, Reply, Request, Supervision};
+use crate::error::Result;
 
 /// One worker of the pool. All workers share the one open database.
 struct RocksWorker {
     store: Arc<RocksStore>,
-    /// Told when a call panics, so it can restart the pool.
-    supervisor: WeakAddr<Supervisor>,
-    /// Which start of the backend this worker belongs to (stale reports are ignored).
-    generation: u64,
+    /// Told when a call panics, so it restarts the pool.
+    supervision: Supervision,
 }
 
 /// Starts `threads` workers over `store`; the returned sender is the pool's mailbox.
@@ -36,19 +31,17 @@ struct RocksWorker {
 pub(crate) fn start_pool(
     threads: usize,
     store: Arc<RocksStore>,
-    supervisor: WeakAddr<Supervisor>,
-    generation: u64,
+    supervision: Supervision,
 ) -> std::io::Result<crossbeam_channel::Sender<Request>> {
     let (tx, rx) = crossbeam_channel::unbounded::<Request>();
     for i in 0..threads.max(1) {
         let rx = rx.clone();
         let worker = RocksWorker {
             store: store.clone(),
-            supervisor: supervisor.clone(),
-            generation,
+            supervision: supervision.clone(),
         };
         std::thread::Builder::new()
-            .name(format!("objdatakey-rocksdb-{generation}.{i}"))
+            .name(format!("objdatakey-rocksdb-{}.{i}", supervision.generation))
             .spawn(move || {
                 while let Ok(req) = rx.recv() {
                     worker.handle(req);
@@ -89,38 +82,19 @@ impl RocksWorker {
         })
     }
 
-    fn handle(&self, mut req: Request) {
-        if req.expired("rocksdb") {
+    fn handle(&self, req: Request) {
+        let Some(req) = req.if_wanted("rocksdb") else {
             return;
-        }
-        let result = match catch_unwind(AssertUnwindSafe(|| self.execute(&req.command))) {
-            Ok(r) => r,
-            Err(payload) => {
-                let why = panic_text(payload.as_ref());
-                tracing::error!(
-                    "RocksDB backend panicked during {}: {why}; restarting it",
-                    req.command.describe()
-                );
-                if let Some(sup) = self.supervisor.upgrade() {
-                    sup.do_send(BackendFailed {
-                        generation: self.generation,
-                        reason: why.clone(),
-                    });
-                }
-                Err(KeystoreError::new(
-                    ErrorKind::Panic,
-                    format!(
-                        "RocksDB backend panicked during {} ({}); the supervisor is restarting it, retry the call",
-                        req.command.describe(),
-                        self.store.path().display()
-                    ),
-                )
-                .with_source(why))
-            }
         };
-        // The work is done: free the in-flight slot before the caller wakes,
-        // so a caller that reads `Stats::in_flight` after its answer sees it freed.
-        drop(req._permit.take());
-        let _ = req.reply.send(result);
+        let result = catch_unwind(AssertUnwindSafe(|| self.execute(&req.command))).unwrap_or_else(
+            |payload| {
+                Err(self.supervision.panicked(
+                    payload.as_ref(),
+                    &req.command.describe(),
+                    &format!("rocksdb ({})", self.store.path().display()),
+                ))
+            },
+        );
+        req.answer(result);
     }
 }

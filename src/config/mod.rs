@@ -17,6 +17,10 @@ use serde_yaml::{Mapping, Value};
 
 use crate::error::{ErrorKind, KeystoreError, Result};
 
+mod overrides;
+
+pub use overrides::Overrides;
+
 /// The environment variable naming the config file when no path is given.
 pub const CONFIG_ENV: &str = "OBJDATAKEY_CONFIG";
 /// Set (to any value) inside Axion's docker setup: an empty ip means the docker host.
@@ -25,6 +29,8 @@ pub const DOCKER_AXION_ENV: &str = "DOCKER_AXION";
 pub const AXION_PACKAGE_ENV: &str = "AXION_PACKAGE";
 /// The address an empty ip resolves to when `DOCKER_AXION` is set.
 pub const DOCKER_HOST_IP: &str = "172.17.0.1";
+/// Redis and Dragonfly raise TTLs below this many seconds to it (the original's minimum).
+pub const MIN_SERVER_TTL: u64 = 5;
 
 /// Which backend a keystore uses (the original module's `KeystoreType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +58,13 @@ impl BackendKind {
     #[must_use]
     pub fn is_network(self) -> bool {
         !matches!(self, BackendKind::RocksDb)
+    }
+
+    /// The shortest TTL this backend stores, in seconds: [`MIN_SERVER_TTL`]
+    /// on Redis and Dragonfly, none on RocksDB.
+    #[must_use]
+    pub fn min_ttl(self) -> u64 {
+        if self.is_network() { MIN_SERVER_TTL } else { 0 }
     }
 }
 
@@ -116,6 +129,17 @@ pub struct NodeAddr {
     pub port: u16,
 }
 
+impl fmt::Display for NodeAddr {
+    /// `host:port` (`[v6]:port` for an IPv6 address).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Settings of a Redis-protocol server (`keystore.redis` or `keystore.dragonfly`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
@@ -155,11 +179,11 @@ impl RedisConfig {
     /// `ip:port`, as used in error messages.
     #[must_use]
     pub fn address(&self) -> String {
-        if self.ip.contains(':') && !self.ip.starts_with('[') {
-            format!("[{}]:{}", self.ip, self.port)
-        } else {
-            format!("{}:{}", self.ip, self.port)
+        NodeAddr {
+            host: self.ip.clone(),
+            port: self.port,
         }
+        .to_string()
     }
 }
 

@@ -1,0 +1,235 @@
+//! [`RedisDirect`]: the part of a Redis backend generation the handle calls
+//! on the caller's own task, and the commands it runs.
+//!
+//! The command is encoded and its reply decoded on the caller's thread; only
+//! the socket I/O runs where the connection's driver task lives (the
+//! engine's runtime, or the I/O runtime). Every command is pipelined over the
+//! one multiplexed socket while earlier ones wait for their replies.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use futures_util::FutureExt;
+use redis::RedisError;
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+
+use super::RedisTarget;
+use crate::backend::{Command, Deadline, Reply, Supervision};
+use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::metrics::Recorder;
+
+/// The connection the commands go through; cloning it is cheap.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// The part of a Redis backend generation the handle calls directly: the
+/// connection (once the actor has one ready) and what a call needs around it.
+/// One per actor; the supervisor puts it in the backend slot beside the
+/// actor's mailbox, so a restart replaces both at once.
+pub(crate) struct RedisDirect {
+    pub(super) target: Arc<RedisTarget>,
+    /// Whether the last command or ping reached the server.
+    pub(super) up: Arc<Liveness>,
+    /// Filled by the actor: at start for a single server (the manager is
+    /// lazy and reconnects itself), once opened for a cluster.
+    pub(super) conn: ArcSwapOption<Conn>,
+    /// Where the connection lives: the I/O runtime, or the engine's. redis-rs
+    /// spawns its driver and reconnects and arms reply timers on whatever
+    /// runtime is current, so every poll of a call enters this one, whichever
+    /// executor drives the caller. Swapped to the engine's runtime if the
+    /// I/O runtime shuts down first.
+    pub(super) rt: ArcSwap<tokio::runtime::Handle>,
+    /// Told when a call panics, so it restarts this generation.
+    pub(super) supervision: Supervision,
+}
+
+impl RedisDirect {
+    /// The connection to send on, when the actor has one ready.
+    pub(crate) fn ready(&self) -> Option<Conn> {
+        self.conn.load().as_deref().cloned()
+    }
+
+    /// Runs `command` over `conn` on the calling task (see the module docs),
+    /// answering [`ErrorKind::Timeout`] at the deadline. A panic inside is
+    /// caught, answered as [`ErrorKind::Panic`] and reported to the
+    /// supervisor, which restarts the backend.
+    pub(crate) async fn call(
+        &self,
+        conn: Conn,
+        command: &Command,
+        deadline: Deadline,
+    ) -> Result<Reply> {
+        let rt = self.rt.load_full();
+        // The deadline's timer is created inside the connection's runtime
+        // too: with an I/O runtime that is the caller's own, whose timer
+        // wheel is sharded per worker, rather than the engine thread's one.
+        // (A timer of a runtime that shut down mid-call panics: caught too.)
+        let run = AssertUnwindSafe(in_runtime(&rt, async {
+            let run = execute(&self.target, conn, command, deadline, &self.up);
+            tokio::time::timeout_at(deadline.at.into(), run).await
+        }));
+        let what = || format!("{} on {}", command.describe(), self.target.kind);
+        match run.catch_unwind().await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_elapsed)) => Err(deadline.timed_out(&what())),
+            Err(payload) => Err(self.supervision.panicked(
+                payload.as_ref(),
+                &command.describe(),
+                self.target.kind.as_str(),
+            )),
+        }
+    }
+}
+
+/// Polls `fut` inside `rt`'s context, whichever executor drives it.
+pub(super) async fn in_runtime<F: Future>(rt: &tokio::runtime::Handle, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let _entered = rt.enter();
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Tracks `backend up` and tells the metrics actor when it changes.
+pub(crate) struct Liveness {
+    pub(super) up: AtomicBool,
+    pub(super) recorder: Recorder,
+}
+
+impl Liveness {
+    pub(super) fn set(&self, up: bool) {
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            self.recorder.backend_up(up);
+        }
+    }
+}
+
+/// Runs one command, retrying once on a dropped connection where repeating
+/// it is harmless (GET, SET, PING; not DEL, whose answer could be wrong).
+async fn execute(
+    target: &RedisTarget,
+    conn: Conn,
+    command: &Command,
+    deadline: Deadline,
+    up: &Liveness,
+) -> Result<Reply> {
+    let retry_safe = matches!(
+        command,
+        Command::Get { .. } | Command::Set { .. } | Command::Ping
+    );
+    let mut first = true;
+    loop {
+        match run_once(target, conn.clone(), command).await {
+            Ok(reply) => {
+                up.set(true);
+                return Ok(reply);
+            }
+            Err(Failure::Redis(e)) => {
+                let dropped = e.is_connection_dropped() || e.is_unrecoverable_error();
+                if dropped || e.is_io_error() {
+                    up.set(false);
+                }
+                // Refused means the server is not there: retrying at once
+                // would only fail again. A dropped connection is worth one
+                // more try on the fresh connection the manager is opening.
+                if first
+                    && retry_safe
+                    && dropped
+                    && !e.is_connection_refusal()
+                    && !e.is_timeout()
+                    && !deadline.passed()
+                {
+                    first = false;
+                    continue;
+                }
+                return Err(target.error(&command.describe(), &e));
+            }
+            Err(Failure::Ours(e)) => return Err(e),
+        }
+    }
+}
+
+enum Failure {
+    Redis(RedisError),
+    Ours(KeystoreError),
+}
+
+impl From<RedisError> for Failure {
+    fn from(e: RedisError) -> Self {
+        Failure::Redis(e)
+    }
+}
+
+async fn query<T: redis::FromRedisValue>(
+    conn: Conn,
+    cmd: &redis::Cmd,
+) -> std::result::Result<T, RedisError> {
+    match conn {
+        Conn::Single(mut c) => cmd.query_async(&mut c).await,
+        Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+    }
+}
+
+async fn run_once(
+    target: &RedisTarget,
+    conn: Conn,
+    command: &Command,
+) -> std::result::Result<Reply, Failure> {
+    match command {
+        Command::Get { key } => {
+            let raw: Option<Vec<u8>> = query(conn, redis::cmd("GET").arg(&**key)).await?;
+            match raw {
+                None => Ok(Reply::Value(None)),
+                Some(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => Ok(Reply::Value(Some(text))),
+                    Err(_) => Err(Failure::Ours(KeystoreError::new(
+                        ErrorKind::CorruptValue,
+                        format!(
+                            "the value of key {key:?} on {} ({}) is not UTF-8 JSON text; \
+                             it was not written by objdatakey or a JSON-writing client",
+                            target.kind, target.address
+                        ),
+                    ))),
+                },
+            }
+        }
+        Command::Set { key, json, ttl } => {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(&**key).arg(json.as_str());
+            if let Some(secs) = ttl {
+                cmd.arg("EX").arg(*secs);
+            }
+            let _: () = query(conn, &cmd).await?;
+            Ok(Reply::Done)
+        }
+        Command::Delete { key } => {
+            let n: i64 = query(conn, redis::cmd("DEL").arg(&**key)).await?;
+            Ok(Reply::Deleted(n > 0))
+        }
+        Command::Ping => {
+            let _: String = query(conn, &redis::cmd("PING")).await?;
+            Ok(Reply::Done)
+        }
+        // Servers expire keys themselves.
+        Command::Sweep { .. } => Ok(Reply::Swept {
+            removed: 0,
+            scanned: 0,
+            more: false,
+        }),
+        #[cfg(feature = "fault-injection")]
+        Command::Panic => panic!("injected panic in the {} backend", target.kind),
+        #[cfg(feature = "fault-injection")]
+        Command::Stall(d) => {
+            tokio::time::sleep(*d).await;
+            Ok(Reply::Done)
+        }
+    }
+}

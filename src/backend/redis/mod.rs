@@ -1,0 +1,39 @@
+//! The Redis-protocol backend (Redis, Redis Cluster and DragonflyDB).
+//!
+//! - [`target`]: [`RedisTarget`], the client built once from the config
+//!   section (addresses, credentials, TLS).
+//! - [`errors`]: redis-rs errors turned into messages that name the address
+//!   and the config key to fix.
+//! - [`actor`]: [`RedisActor`], which owns the connection's life: it opens
+//!   it, pings it every second (keeping `backend up` current and letting the
+//!   connection recover while nobody sends), and is restarted by the
+//!   supervisor when a call panics or it stops. Requests that arrive before
+//!   a connection is ready (a cluster still opening) wait in the actor.
+//! - [`direct`]: [`RedisDirect`], published by the actor once a connection
+//!   is ready. The handle runs commands over it on the caller's own task,
+//!   with no mailbox hop; only the socket I/O runs where the connection's
+//!   driver lives: the engine's runtime, or the runtime given to
+//!   `KeystoreBuilder::io_runtime` (the callers' own, so a reply wakes its
+//!   caller without crossing threads).
+//!
+//! Connections are lazy and self-healing:
+//! - a single server is reached through redis-rs's `ConnectionManager`, which
+//!   connects on first use and reconnects in the background after an I/O
+//!   error. It makes one connection attempt per failure (no retry loop), so
+//!   while the server is down requests fail fast with the connect error
+//!   instead of waiting out a backoff;
+//! - a cluster connection is opened by the actor on first use (and again
+//!   after a failed attempt); once open, redis-rs's cluster client follows
+//!   slot moves and reconnects to nodes itself.
+//!
+//! Values are the JSON text as is (`SET name json EX ttl`), so services that
+//! use redis-py with `json.dumps` + `setex` read and write the same keys.
+
+pub(crate) mod actor;
+pub(crate) mod direct;
+pub(crate) mod errors;
+pub(crate) mod target;
+
+pub(crate) use actor::RedisActor;
+pub(crate) use direct::{Conn, RedisDirect};
+pub(crate) use target::RedisTarget;

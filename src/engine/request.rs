@@ -1,0 +1,111 @@
+//! The request path inside the engine: admit a command, route it, wait for
+//! its answer. (The handle resolves the command before and records the
+//! outcome after: see `Keystore::run`.)
+//!
+//! 1. **Memory read** (RocksDB GET): answered on the caller's thread when
+//!    memtables or block cache hold the answer. It never waits, so it takes
+//!    no in-flight permit and no timer.
+//! 2. **Admit**: a permit from the [`Limiter`](super::limiter::Limiter),
+//!    waiting at most until the call's [`Deadline`].
+//! 3. **Route**: the Redis direct path when the actor has a connection
+//!    ready (the permit is freed when the caller's call ends: the command
+//!    on the wire is dropped by the connection at its reply or its reply
+//!    timeout, the same request timeout); else a [`Request`] into the
+//!    backend slot, answered on a oneshot, with the permit travelling in the
+//!    request until the backend is done with it.
+//! 4. **Wait** for the answer until the deadline, on a timer of the
+//!    process's timer runtime (see [`timer`](super::timer)).
+
+use tokio::sync::oneshot;
+
+use super::limiter::Refused;
+use super::{Engine, shut_down, timer};
+use crate::backend::{BackendFailed, Command, Deadline, Reply, Request, Unsent, describe};
+use crate::error::{ErrorKind, KeystoreError, Result};
+
+impl Engine {
+    /// Runs `command` on the backend and answers its reply, all within the
+    /// request timeout.
+    pub(crate) async fn call(&self, command: Command) -> Result<Reply> {
+        if let Command::Get { key } = &command
+            && let Some(answer) = self.read_in_memory(key)
+        {
+            return answer.map(Reply::Value);
+        }
+        let actors = self.actors()?;
+        let deadline = Deadline::after(self.timeout);
+        // Kept apart from the command (which moves into the request) for
+        // messages; cloning the key is a reference count.
+        let (verb, key) = (command.verb(), command.key().cloned());
+        let what = || format!("{} on {}", describe(verb, key.as_deref()), self.backend);
+
+        let permit = match self
+            .limiter
+            .admit(|d: Deadline| timer::sleep_until(d.at), deadline)
+            .await
+        {
+            Ok(p) => p,
+            Err(Refused::ShutDown) => return Err(shut_down()),
+            Err(Refused::Full) => return Err(self.busy(&what())),
+        };
+        if let Some((direct, conn)) = actors.slot.redis_direct() {
+            let answer = direct.call(conn, &command, deadline).await;
+            drop(permit);
+            return answer;
+        }
+        let (tx, rx) = oneshot::channel();
+        let stopped = |why: &str| {
+            KeystoreError::new(
+                ErrorKind::Backend,
+                format!("{}: {why}; retry the call", what()),
+            )
+        };
+        let req = Request {
+            command,
+            deadline,
+            reply: tx,
+            permit: Some(permit),
+        };
+        match actors.slot.send(req) {
+            Ok(()) => {}
+            Err(Unsent::ShutDown) => return Err(shut_down()),
+            Err(Unsent::BackendGone { generation }) => {
+                actors.supervisor.do_send(BackendFailed {
+                    generation,
+                    reason: "its workers are gone".into(),
+                });
+                return Err(stopped(
+                    "the backend stopped; the supervisor is restarting it",
+                ));
+            }
+        }
+        tokio::select! {
+            biased;
+            r = rx => r.unwrap_or_else(|_| Err(stopped("the backend stopped before answering"))),
+            _ = timer::sleep_until(deadline.at) => Err(deadline.timed_out(&what())),
+        }
+    }
+
+    /// The answer to a GET when memory alone can give it (see `memory_reads`).
+    fn read_in_memory(&self, key: &str) -> Option<Result<Option<String>>> {
+        let guard = self.memory_reads.load();
+        let store = guard.as_ref()?;
+        // A panic here is not the caller's: fall back to the pool, whose
+        // supervisor handles backend panics.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.get_in_memory(key)))
+            .ok()
+            .flatten()
+    }
+
+    fn busy(&self, what: &str) -> KeystoreError {
+        KeystoreError::new(
+            ErrorKind::Busy,
+            format!(
+                "{what}: the engine stayed full ({} requests in flight) for {} ms; \
+                 raise keystore.max_in_flight or lower the load",
+                self.limiter.max(),
+                self.timeout.as_millis()
+            ),
+        )
+    }
+}

@@ -1,0 +1,98 @@
+//! [`BlockingKeystore`]: the same calls as [`Keystore`], for synchronous code.
+
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Keystore;
+use crate::config::BackendKind;
+use crate::engine::timer;
+use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::metrics::Stats;
+use crate::ttl::Ttl;
+
+/// The blocking API: the same calls as [`Keystore`], for synchronous code.
+///
+/// Each call blocks the calling thread until the answer (or the request
+/// timeout). Calling it from inside an async runtime is an error
+/// ([`ErrorKind::Usage`]) rather than a deadlock: use the async methods there.
+#[derive(Clone, Debug)]
+pub struct BlockingKeystore {
+    keystore: Keystore,
+}
+
+impl BlockingKeystore {
+    pub(super) fn new(keystore: Keystore) -> Self {
+        BlockingKeystore { keystore }
+    }
+
+    /// Drives `f` to completion on this thread. The async calls need no
+    /// runtime of the caller's (their timers live on the engine's timer
+    /// runtime, Redis I/O on the connection's), so any thread will do.
+    fn run<F: Future>(&self, what: &str, f: F) -> Result<F::Output> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(KeystoreError::new(
+                ErrorKind::Usage,
+                format!(
+                    "blocking {what} called on an async runtime thread; use the async method \
+                     (`keystore.{what}(..).await`) there"
+                ),
+            ));
+        }
+        Ok(timer::handle().block_on(f))
+    }
+
+    /// The async handle this wraps.
+    #[must_use]
+    pub fn handle(&self) -> &Keystore {
+        &self.keystore
+    }
+
+    /// See [`Keystore::set_cache`].
+    pub fn set_cache<T: Serialize + ?Sized>(&self, name: &str, value: &T, ttl: Ttl) -> Result<()> {
+        self.run("set_cache", self.keystore.set_cache(name, value, ttl))?
+    }
+
+    /// See [`Keystore::get_cache`].
+    pub fn get_cache<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        self.run("get_cache", self.keystore.get_cache(name))?
+    }
+
+    /// See [`Keystore::get_json`].
+    pub fn get_json(&self, name: &str) -> Result<Option<String>> {
+        self.run("get_json", self.keystore.get_json(name))?
+    }
+
+    /// See [`Keystore::delete`].
+    pub fn delete(&self, name: &str) -> Result<bool> {
+        self.run("delete", self.keystore.delete(name))?
+    }
+
+    /// See [`Keystore::ping`].
+    pub fn ping(&self) -> Result<()> {
+        self.run("ping", self.keystore.ping())?
+    }
+
+    /// See [`Keystore::has_keystore`].
+    #[must_use]
+    pub fn has_keystore(&self) -> bool {
+        self.ping().is_ok()
+    }
+
+    /// See [`Keystore::purge_expired`].
+    pub fn purge_expired(&self) -> Result<u64> {
+        self.run("purge_expired", self.keystore.purge_expired())?
+    }
+
+    /// See [`Keystore::stats`].
+    pub fn stats(&self) -> Result<Stats> {
+        self.run("stats", self.keystore.stats())
+    }
+
+    /// See [`Keystore::backend`].
+    #[must_use]
+    pub fn backend(&self) -> BackendKind {
+        self.keystore.backend()
+    }
+}

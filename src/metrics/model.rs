@@ -1,0 +1,107 @@
+//! What the engine counts: the [`Op`] labels, how one operation ended
+//! ([`Outcome`]), the [`Event`]s that are not plain successes, and the one
+//! place an event is taken apart ([`Event::tally`]) for the two sinks that
+//! keep totals: [`Aggregate`](super::stats::Aggregate) (behind
+//! [`Stats`](super::Stats)) and the Prometheus handles
+//! ([`EngineMetrics`](super::handles::EngineMetrics)).
+
+use std::time::Duration;
+
+use super::recorder::OpTotals;
+use crate::error::ErrorKind;
+
+/// The operations the engine counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// `get_cache`.
+    Get,
+    /// `set_cache`.
+    Set,
+    /// `delete`.
+    Delete,
+    /// `has_keystore` / `ping`.
+    Ping,
+}
+
+impl Op {
+    /// Every op, in label order.
+    pub const ALL: [Op; 4] = [Op::Get, Op::Set, Op::Delete, Op::Ping];
+
+    /// The `op` label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::Delete => "delete",
+            Op::Ping => "ping",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How one operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A get that found a live value.
+    Hit,
+    /// A get that found nothing (or an expired value).
+    Miss,
+    /// Any other op that succeeded.
+    Ok,
+    /// Failed.
+    Error(ErrorKind),
+}
+
+/// One thing that happened, as the metrics actor receives it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Event {
+    /// An operation that failed; successes are counted in [`OpCounters`].
+    Failed {
+        op: Op,
+        kind: ErrorKind,
+        latency: Duration,
+    },
+    Sweep {
+        removed: u64,
+        scanned: u64,
+        duration: Duration,
+    },
+    /// A janitor sweep failed (it is retried at the next interval).
+    SweepFailed,
+    Restart,
+    /// The backend became reachable/open (`true`) or lost (`false`).
+    BackendUp(bool),
+}
+
+/// Something that keeps totals of what the engine did. The metrics actor
+/// feeds every sink the same events and counter differences.
+pub(crate) trait Tally {
+    /// What the striped success counters gained since the last drain.
+    fn counts(&mut self, added: &OpTotals);
+    fn failed(&mut self, op: Op, kind: ErrorKind, latency: Duration);
+    fn swept(&mut self, removed: u64, scanned: u64, duration: Duration);
+    fn sweep_failed(&mut self);
+    fn restarted(&mut self);
+    fn backend_up(&mut self, up: bool);
+}
+
+impl Event {
+    /// Applies this event to `sink`.
+    pub(crate) fn tally(&self, sink: &mut dyn Tally) {
+        match *self {
+            Event::Failed { op, kind, latency } => sink.failed(op, kind, latency),
+            Event::Sweep {
+                removed,
+                scanned,
+                duration,
+            } => sink.swept(removed, scanned, duration),
+            Event::SweepFailed => sink.sweep_failed(),
+            Event::Restart => sink.restarted(),
+            Event::BackendUp(up) => sink.backend_up(up),
+        }
+    }
+}
