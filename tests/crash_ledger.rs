@@ -9,7 +9,7 @@
 //!   concurrent callers on one `Keystore` over a real RocksDB directory: a
 //!   random mix of `set_cache` (never-expire, short TTLs, TTL 0) and `delete`,
 //!   plus a task calling `purge_expired()` and the periodic janitor (every
-//!   second), so expired entries are swept while it writes.
+//!   200 ms), so expired entries are swept while it writes.
 //! - Every operation goes into a ledger file: an intent line before the call,
 //!   an ack line after the handle answered `Ok`, each written to the OS before
 //!   the caller goes on. Only the process dies, not the machine, so no fsync
@@ -173,9 +173,10 @@ fn log(ledger: &Mutex<std::fs::File>, line: &str) {
 
 async fn write_until_killed(dir: PathBuf, ledger: PathBuf, round: u64, seed: u64) {
     let mut cfg = common::rocks_config(&dir);
-    // Sweeps every second (default 300 s), so the periodic janitor runs in the
-    // longer rounds too, not only the explicit purges below.
-    cfg.rocksdb.ttl_cleanup_interval = Duration::from_secs(1);
+    // Periodic sweeps every 200 ms (default 300 s): a writer lives 50-800 ms,
+    // so with the suggested 1 s the periodic janitor would never run before
+    // the kill; this way it sweeps alongside the explicit purges below.
+    cfg.rocksdb.ttl_cleanup_interval = Duration::from_millis(200);
     let ks = Keystore::builder()
         .config(cfg)
         .build()
