@@ -80,8 +80,8 @@ pub use builder::{KeystoreBuilder, MIN_SERVER_TTL, Overrides};
 pub use clock::Clock;
 pub use config::{
     AXION_PACKAGE_ENV, BackendKind, CONFIG_ENV, Config, ConfigLoader, ConfigSource,
-    DOCKER_AXION_ENV, DOCKER_HOST_IP, EngineConfig, MetricsConfig, NodeAddr, RedisConfig,
-    RocksDbConfig, Secret,
+    DEFAULT_FORMAT_VERSION, DOCKER_AXION_ENV, DOCKER_HOST_IP, EngineConfig, MetricsConfig,
+    NodeAddr, RedisConfig, RocksDbConfig, Secret,
 };
 pub use error::{ErrorKind, KeystoreError, Result};
 pub use handle::{BlockingKeystore, Keystore};
