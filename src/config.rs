@@ -179,7 +179,7 @@ pub struct RocksDbConfig {
     /// rocksdict, the Python binding) cannot read; see
     /// [`DEFAULT_FORMAT_VERSION`].
     pub format_version: i32,
-    /// fsync every write batch: acknowledged writes then survive power loss
+    /// fsync every value write: acknowledged writes then survive power loss
     /// and OS crashes too, not only a crash of the process.
     pub sync_writes: bool,
 }
