@@ -2,12 +2,13 @@
 # Installs what building and testing objdatakey needs on Debian/Ubuntu:
 # libclang (bindgen for rust-rocksdb), a C++ compiler (RocksDB's C++),
 # redis-server + redis-cli (Redis backend tests), prometheus + promtool
-# (exporter tests). Idempotent: does nothing when all are present.
+# (exporter tests), python3 + venv (tests/python_compat.rs builds a venv with
+# rocksdict from PyPI). Idempotent: does nothing when all are present.
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in libclang-dev clang g++ make pkg-config redis-server redis-tools prometheus openssl; do
+for pkg in libclang-dev clang g++ make pkg-config redis-server redis-tools prometheus openssl python3 python3-venv; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 

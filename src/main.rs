@@ -214,6 +214,8 @@ fn print_info(c: &Config) {
         r.ttl_cleanup_interval.as_secs_f64()
     );
     println!("  workers: {}", r.workers);
+    println!("  format_version: {}", r.format_version);
+    println!("  sync_writes: {}", yes_no(r.sync_writes));
     match c.metrics.listen {
         Some(a) => println!("Metrics: http://{a}/metrics"),
         None => println!("Metrics: off"),

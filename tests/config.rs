@@ -41,6 +41,12 @@ fn the_repository_config_selects_rocksdb() {
     assert_eq!(c.rocksdb.path, Path::new("local.documents/rocksdb"));
     assert!(c.rocksdb.create_if_missing);
     assert_eq!(c.rocksdb.ttl_cleanup_interval, Duration::from_secs(300));
+    assert_eq!(c.rocksdb.format_version, 6, "what rocksdict reads");
+    assert_eq!(
+        c.rocksdb.format_version,
+        objdatakey::config::DEFAULT_FORMAT_VERSION
+    );
+    assert!(!c.rocksdb.sync_writes);
     assert_eq!(c.default_ttl, Some(300));
     assert_eq!(c.redis.address(), "localhost:6379");
     assert!(c.enabled);
@@ -75,6 +81,8 @@ keystore:
     create_if_missing: false
     ttl_cleanup_interval: 2.5
     workers: 3
+    format_version: 5
+    sync_writes: yes
 system:
   cachettl: 60
   other_axion_setting: kept-out-of-our-way
@@ -111,6 +119,8 @@ metrics:
     assert!(!c.rocksdb.create_if_missing);
     assert_eq!(c.rocksdb.ttl_cleanup_interval, Duration::from_millis(2500));
     assert_eq!(c.rocksdb.workers, 3);
+    assert_eq!(c.rocksdb.format_version, 5);
+    assert!(c.rocksdb.sync_writes);
     assert_eq!(c.default_ttl, Some(60));
     assert_eq!(c.metrics.listen, Some("127.0.0.1:9898".parse().unwrap()));
     // The password never shows in Debug output.
@@ -232,6 +242,45 @@ fn bad_values_name_the_file_and_the_key() {
             "for {text:?}\n  got: {err}\n  expected to contain: {expected}"
         );
     }
+}
+
+#[test]
+fn bad_rocksdb_format_version_or_sync_writes_names_the_key() {
+    let range = "keystore.rocksdb.format_version: expected an SST format version from 2 to 7";
+    for bad in ["8", "1", "0", "-1", "6.5", "six", "[6]", "\"4294967302\""] {
+        let err = load_err(&format!("keystore: {{rocksdb: {{format_version: {bad}}}}}"));
+        assert!(err.contains(range), "for {bad}: {err}");
+        assert!(
+            err.contains("rocksdict"),
+            "says which one Python reads: {err}"
+        );
+    }
+    for good in [2, 5, 6, 7] {
+        let c = load(&format!(
+            "keystore: {{rocksdb: {{format_version: {good}}}}}"
+        ))
+        .unwrap();
+        assert_eq!(c.rocksdb.format_version, good);
+    }
+    assert_eq!(
+        load("keystore: {rocksdb: {format_version: \"5\"}}")
+            .unwrap()
+            .rocksdb
+            .format_version,
+        5,
+        "numbers may be quoted"
+    );
+    let err = load_err("keystore: {rocksdb: {sync_writes: always}}");
+    assert!(
+        err.contains("keystore.rocksdb.sync_writes: expected yes/no"),
+        "{err}"
+    );
+    assert!(
+        load("keystore: {rocksdb: {sync_writes: on}}")
+            .unwrap()
+            .rocksdb
+            .sync_writes
+    );
 }
 
 #[test]

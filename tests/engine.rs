@@ -452,4 +452,3 @@ async fn shutdown_while_callers_wait_answers_each_of_them_cleanly() {
     }
     reopened.shutdown().await;
 }
-

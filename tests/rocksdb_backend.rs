@@ -117,15 +117,13 @@ fn stored_format_is_the_python_envelope_both_ways() {
     assert_eq!(ttl["data"], r#"{"x":"y\"z"}"#);
     let exp = ttl["expires_at"].as_i64().unwrap() as f64;
     assert!(exp >= now + 100.0 && exp <= now + 101.0, "{exp} vs {now}");
-    // The value keys are exactly the names' UTF-8 bytes; the only other keys
-    // are expiry index entries under the 0xFF prefix.
-    let names: Vec<&[u8]> = entries
-        .iter()
-        .map(|(k, _)| k.as_slice())
-        .filter(|k| k.first() != Some(&0xFF))
-        .collect();
+    // The keys Python iterates are exactly the names' UTF-8 bytes; the expiry
+    // index lives in its own database.
+    let names: Vec<&[u8]> = entries.iter().map(|(k, _)| k.as_slice()).collect();
     assert_eq!(names, vec![&b"never"[..], b"py", b"py_expired", b"ttl"]);
-    assert_eq!(entries.iter().filter(|(k, _)| k[0] == 0xFF).count(), 1);
+    let index = raw_index_keys(&db);
+    assert_eq!(index.len(), 1);
+    assert!(index[0].starts_with(&[0xFF, b'x']) && index[0].ends_with(b"ttl"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,8 +221,8 @@ async fn sweep_removes_only_expired_entries() {
 
     // On disk: no expired value left, and only the live TTL entries' index.
     let entries = raw_entries(&db);
-    let values = entries.iter().filter(|(k, _)| k[0] != 0xFF).count();
-    let index = entries.iter().filter(|(k, _)| k[0] == 0xFF).count();
+    let values = entries.len();
+    let index = raw_index_keys(&db).len();
     assert_eq!(values, 2500 + 2500 + 2);
     assert_eq!(index, 2500 + 1, "later:* plus exp:1's new entry");
     assert!(!entries.iter().any(|(k, _)| k == b"exp:5"));
@@ -451,4 +449,152 @@ async fn sweeps_resume_where_they_stopped_and_miss_nothing_written_since() {
         "{:?}",
         left.iter().map(|e| &e.0).collect::<Vec<_>>()
     );
+    assert_eq!(
+        raw_index_keys(&dir.path().join("db")),
+        Vec::<Vec<u8>>::new()
+    );
+}
+
+/// An expiry index key as the engine writes it: `0xFF 'x' <u64 BE> <name>`.
+fn index_key(expires_at: u64, name: &str) -> Vec<u8> {
+    let mut k = vec![0xFF, b'x'];
+    k.extend_from_slice(&expires_at.to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn manual_keystore(dir: &std::path::Path, clock: &Clock) -> Keystore {
+    Keystore::builder()
+        .config(rocks_config(dir))
+        .clock(clock.clone())
+        .build()
+        .expect("open RocksDB keystore")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_entries_of_the_previous_version_move_out_of_the_default_keyspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let clock = Clock::manual();
+    let now = clock.now_unix().as_secs();
+    // The layout the previous version wrote: values and their index entries
+    // side by side in the default column family (no index database).
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut index: Vec<Vec<u8>> = Vec::new();
+    for i in 0..300 {
+        let (name, exp) = (format!("old:{i:03}"), now + 10);
+        entries.push((name.clone(), envelope(&i.to_string(), exp as i64)));
+        index.push(index_key(exp, &name));
+    }
+    entries.push(("later".into(), envelope("1", (now + 5000) as i64)));
+    index.push(index_key(now + 5000, "later"));
+    entries.push(("kept".into(), envelope("2", -1)));
+    // A stale entry: its value was rewritten with another expiry.
+    index.push(index_key(now + 5, "kept"));
+    let mut raw: Vec<(&[u8], &[u8])> = entries
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_slice()))
+        .collect();
+    raw.extend(index.iter().map(|k| (k.as_slice(), &b""[..])));
+    raw_put(&db, &raw);
+    assert!(!db.join(INDEX_DIR).exists(), "no index database yet");
+
+    let ks = manual_keystore(dir.path(), &clock);
+    assert_eq!(ks.get_cache::<i32>("old:007").await.unwrap(), Some(7));
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(ks.get_cache::<i32>("old:007").await.unwrap(), None);
+    assert_eq!(ks.purge_expired().await.unwrap(), 300);
+    ks.shutdown().await;
+
+    // The default keyspace holds only envelopes; the index moved, minus
+    // what the sweep took.
+    let left = raw_entries(&db);
+    let names: Vec<&[u8]> = left.iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(names, vec![&b"kept"[..], b"later"]);
+    for (_, v) in &left {
+        let e: serde_json::Value = serde_json::from_slice(v).unwrap();
+        assert!(e["data"].is_string() && e["expires_at"].is_number(), "{e}");
+    }
+    assert_eq!(raw_index_keys(&db), vec![index_key(now + 5000, "later")]);
+
+    // Reopening finds nothing left to move.
+    let ks = manual_keystore(dir.path(), &clock);
+    assert_eq!(ks.get_cache::<i32>("later").await.unwrap(), Some(1));
+    ks.shutdown().await;
+    assert_eq!(raw_entries(&db).len(), 2);
+}
+
+fn envelope(data: &str, expires_at: i64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"data": data, "expires_at": expires_at})).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_drops_expired_envelopes_that_have_no_index_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let clock = Clock::manual();
+    let now = clock.now_unix().as_secs_f64();
+    // As the Python module writes them: float expiry, json.dumps spacing, no index.
+    let long_gone = br#"{"data": "1", "expires_at": 1000.5}"#.to_vec();
+    let in_an_hour = format!(r#"{{"data": "2", "expires_at": {}}}"#, now + 3600.5).into_bytes();
+    let next_year = format!(
+        r#"{{"data": "3", "expires_at": {}}}"#,
+        now + 365.0 * 86400.0
+    )
+    .into_bytes();
+    let never = br#"{"data": "4", "expires_at": -1}"#.to_vec();
+    raw_put(
+        &db,
+        &[
+            (b"py:gone", &long_gone),
+            (b"py:hour", &in_an_hour),
+            (b"py:year", &next_year),
+            (b"py:never", &never),
+            (b"foreign", b"not an envelope"),
+            (b"empty", b""),
+        ],
+    );
+    let ks = manual_keystore(dir.path(), &clock);
+    ks.set_cache("rust:ttl", &5, Ttl::Seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(ks.get_cache::<i32>("py:gone").await.unwrap(), None);
+    // A sweep soon after opening walks the index only: no full compaction.
+    assert_eq!(ks.purge_expired().await.unwrap(), 0);
+    // A day later the sweep compacts everything: the filter drops the two
+    // expired Python entries, the index sweep the engine's own.
+    clock.advance(Duration::from_secs(25 * 3600));
+    assert_eq!(ks.purge_expired().await.unwrap(), 3);
+    assert_eq!(ks.purge_expired().await.unwrap(), 0, "not again so soon");
+    assert_eq!(ks.get_cache::<i32>("py:year").await.unwrap(), Some(3));
+    ks.shutdown().await;
+
+    let mut left: Vec<Vec<u8>> = raw_entries(&db).into_iter().map(|(k, _)| k).collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![
+            b"empty".to_vec(),
+            b"foreign".to_vec(),
+            b"py:never".to_vec(),
+            b"py:year".to_vec()
+        ],
+        "expired envelopes gone; live, never-expire and undecodable values kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_writes_round_trip_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = rocks_config(dir.path());
+    cfg.rocksdb.sync_writes = true;
+    let ks = Keystore::builder().config(cfg.clone()).build().unwrap();
+    ks.set_cache("a", &1, Ttl::Seconds(600)).await.unwrap();
+    ks.set_cache("b", &2, Ttl::Never).await.unwrap();
+    assert!(ks.delete("b").await.unwrap());
+    ks.shutdown().await;
+    let ks = Keystore::builder().config(cfg).build().unwrap();
+    assert_eq!(ks.get_cache::<i32>("a").await.unwrap(), Some(1));
+    assert_eq!(ks.get_cache::<i32>("b").await.unwrap(), None);
+    ks.shutdown().await;
 }

@@ -55,6 +55,9 @@ pub fn raw_options() -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Snappy);
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_format_version(objdatakey::config::DEFAULT_FORMAT_VERSION);
+    opts.set_block_based_table_factory(&table);
     opts.increase_parallelism(cores() as i32);
     opts
 }

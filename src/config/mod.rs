@@ -198,7 +198,22 @@ pub struct RocksDbConfig {
     pub ttl_cleanup_interval: Duration,
     /// Worker threads that run the (blocking) RocksDB calls.
     pub workers: usize,
+    /// Block-based table `format_version` of the SST files written. RocksDB 11
+    /// writes 7 by default, which RocksDB before 10.4 (the one inside
+    /// rocksdict, the Python binding) cannot read; see
+    /// [`DEFAULT_FORMAT_VERSION`].
+    pub format_version: i32,
+    /// fsync every value write: acknowledged writes then survive power loss
+    /// and OS crashes too, not only a crash of the process.
+    pub sync_writes: bool,
 }
+
+/// The SST `format_version` written by default: 6, the newest that rocksdict
+/// 0.3.29 (RocksDB 9.8.4 inside) reads. Version 7 (RocksDB 11's default)
+/// makes it fail with `Corrupt or unsupported format_version: 7`.
+pub const DEFAULT_FORMAT_VERSION: i32 = 6;
+/// The `format_version` range RocksDB 11 writes (it dropped 0 and 1).
+const FORMAT_VERSIONS: std::ops::RangeInclusive<i32> = 2..=7;
 
 /// Engine limits (`keystore.max_in_flight`, `keystore.request_timeout_ms`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,6 +323,8 @@ impl Config {
                     .map(|n| n.get())
                     .unwrap_or(2)
                     .max(2),
+                format_version: DEFAULT_FORMAT_VERSION,
+                sync_writes: false,
             },
             default_ttl: Some(300),
             engine: EngineConfig::default(),
@@ -422,6 +439,8 @@ impl Config {
                 "create_if_missing",
                 "ttl_cleanup_interval",
                 "workers",
+                "format_version",
+                "sync_writes",
             ],
             &mut warnings,
         )?;
@@ -445,6 +464,12 @@ impl Config {
         }
         if let Some(n) = doc.count_at(&["keystore", "rocksdb", "workers"], 1, 256)? {
             cfg.rocksdb.workers = n;
+        }
+        if let Some(v) = doc.format_version_at(&["keystore", "rocksdb", "format_version"])? {
+            cfg.rocksdb.format_version = v;
+        }
+        if let Some(b) = doc.bool_at(&["keystore", "rocksdb", "sync_writes"])? {
+            cfg.rocksdb.sync_writes = b;
         }
 
         if let Some(n) = doc.count_at(&["keystore", "max_in_flight"], 1, 1 << 20)? {
@@ -802,6 +827,30 @@ impl Doc<'_> {
                     path,
                     format!(
                         "expected a whole number from {min} to {max}, got {}",
+                        show(v)
+                    ),
+                )),
+            },
+        }
+    }
+
+    /// A block-based table format version RocksDB writes, with a hint about
+    /// which ones the Python binding reads.
+    fn format_version_at(&self, path: &[&str]) -> Result<Option<i32>> {
+        match self.get(path)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match as_u64(v) {
+                Some(n) if FORMAT_VERSIONS.contains(&(n.min(i32::MAX as u64) as i32)) => {
+                    Ok(Some(n as i32))
+                }
+                _ => Err(self.err(
+                    path,
+                    format!(
+                        "expected an SST format version from {} to {}, got {}; \
+                         {DEFAULT_FORMAT_VERSION} (the default) is the newest the Python \
+                         binding rocksdict 0.3.29 reads",
+                        FORMAT_VERSIONS.start(),
+                        FORMAT_VERSIONS.end(),
                         show(v)
                     ),
                 )),

@@ -45,10 +45,43 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Every key in a closed RocksDB database, with its value.
+/// The engine's expiry index database: this subdirectory of the database.
+pub const INDEX_DIR: &str = "objdatakey-expiry";
+
+/// Opens a closed RocksDB database with every column family it has (RocksDB
+/// refuses to open one without listing them all), creating it when missing.
+pub fn raw_open(path: &Path) -> rocksdb::DB {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    // Files it writes (a recovered log flushed at open) stay readable by Python.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_format_version(objdatakey::config::DEFAULT_FORMAT_VERSION);
+    opts.set_block_based_table_factory(&table);
+    let cfs = rocksdb::DB::list_cf(&opts, path).unwrap_or_default();
+    rocksdb::DB::open_cf(&opts, path, cfs).expect("open raw RocksDB")
+}
+
+/// Every key in the default column family (what Python iterates) of a closed
+/// RocksDB database, with its value.
 pub fn raw_entries(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let db = rocksdb::DB::open_default(path).expect("open raw RocksDB");
-    db.iterator(rocksdb::IteratorMode::Start)
+    raw_cf_entries(path, rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+}
+
+/// Every key of the expiry index of a closed RocksDB database.
+pub fn raw_index_keys(path: &Path) -> Vec<Vec<u8>> {
+    raw_cf_entries(&path.join(INDEX_DIR), rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Every entry of column family `cf` (none when it does not exist).
+pub fn raw_cf_entries(path: &Path, cf: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = raw_open(path);
+    let Some(handle) = db.cf_handle(cf) else {
+        return Vec::new();
+    };
+    db.iterator_cf(handle, rocksdb::IteratorMode::Start)
         .map(|kv| {
             let (k, v) = kv.expect("iterate");
             (k.to_vec(), v.to_vec())
@@ -56,11 +89,10 @@ pub fn raw_entries(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
-/// Writes raw entries into a (closed) RocksDB database, creating it.
+/// Writes raw entries into the default column family of a (closed) RocksDB
+/// database, creating it.
 pub fn raw_put(path: &Path, entries: &[(&[u8], &[u8])]) {
-    let mut opts = rocksdb::Options::default();
-    opts.create_if_missing(true);
-    let db = rocksdb::DB::open(&opts, path).expect("open raw RocksDB");
+    let db = raw_open(path);
     for (k, v) in entries {
         db.put(k, v).expect("raw put");
     }

@@ -1,29 +1,100 @@
-//! The embedded RocksDB store: the stored envelope, per-entry expiry and the
-//! expiry index the janitor sweeps.
+//! The embedded RocksDB store: the stored envelope, per-entry expiry, the
+//! expiry index the janitor sweeps, and what removes expired entries from disk.
+//!
+//! # Keyspaces
+//! The database at `keystore.rocksdb.path` holds only the values, in its
+//! default column family: key = the name's UTF-8 bytes, value = the envelope
+//! (see [`format`]). That is the keyspace a Python service iterates, so every
+//! value in it decodes with `json.loads`. The expiry index is a second RocksDB
+//! database in the subdirectory [`INDEX_DIR`] (RocksDB leaves directories it
+//! did not make alone).
+//!
+//! Why not a column family: RocksDB opens a database read-write only when
+//! every column family is listed, and rocksdict 0.3.29 cannot find them by
+//! itself in a database RocksDB 11 wrote (it reads the `OPTIONS` file
+//! strictly and gives up on options its RocksDB 9.8.4 does not know). So
+//! `Rdict(path, Options(raw_mode=True))`, as the Python services open it,
+//! would fail with `Column families not opened: …` on any extra column
+//! family (read-only and secondary opens would still work).
 //!
 //! # Expiry index
-//! Next to each value written with a TTL, the same atomic `WriteBatch` writes an
-//! empty index entry `0xFF 'x' <expires_at: u64 big-endian> <key>`. UTF-8 never
-//! contains the byte `0xFF`, so index keys can never collide with a name, and they
-//! sort after every name (a Python iterator sees the names first). A sweep seeks to
-//! the index prefix and walks it in expiry order until the first entry that has not
-//! expired: its cost grows with the number of expired entries, not with the total.
+//! Next to each value written with a TTL goes an empty index entry
+//! `0xFF 'x' <expires_at: u64 big-endian> <key>` in the index database. A
+//! sweep walks it in expiry order until the first entry that has not expired:
+//! its cost grows with the number of expired entries, not with the total.
+//!
+//! Two databases cannot share a write batch, so order stands in for
+//! atomicity: a write puts the index entry first, then the value (both under
+//! the key's stripe lock); a sweep deletes values first, then their index
+//! entries. A crash in between leaves at worst an index entry without its
+//! value (the sweep drops it) or, if the index's log was lost with the
+//! machine, a value without an index entry (the compaction filter below
+//! removes it once expired).
 //!
 //! Overwrites and deletes leave their old index entry behind (no read before a
 //! write); the sweep checks each entry against the current value and drops stale
-//! ones. Values written by other programs without an index entry are never
-//! returned once expired, but only a rewrite or delete removes them from disk.
+//! ones.
+//!
+//! Earlier versions kept the index in the default column family. Opening such
+//! a database moves those entries to the index database (one pass, in
+//! batches) and compacts their old range, so the default keyspace holds only
+//! values.
+//!
+//! # What removes expired entries, and when
+//! - A read never returns an expired value, whoever wrote it.
+//! - The janitor's sweep (every `ttl_cleanup_interval`, and
+//!   `Keystore::purge_expired`) deletes the values the index names once they
+//!   expire: everything this engine wrote with a TTL.
+//! - A compaction filter on the default column family drops every envelope
+//!   whose `expires_at` has passed (by the store's [`Clock`]) whenever RocksDB
+//!   compacts the file holding it: this removes what other programs (the
+//!   Python services) wrote without an index entry. Values it cannot decode
+//!   and never-expire values (`-1`) are kept. It costs nothing extra: those
+//!   files are being rewritten anyway.
+//! - Files that no write traffic compacts are still compacted once a day
+//!   (RocksDB's periodic compaction, [`PERIODIC_COMPACTION`]), and a sweep
+//!   that finds its index done compacts the whole database once every
+//!   [`FULL_COMPACTION_EVERY`] of the store's clock (the first one that long
+//!   after opening). So an expired entry without an index entry stays on disk
+//!   at most about a day; the sweeps in between cost only the expired entries.
+//!   A full compaction holds the worker running that sweep batch until it is
+//!   done (foreground requests use the other workers).
+//!
+//! # Durability
+//! Every write goes to the write-ahead log, so a crash of the process
+//! (`kill -9`) loses no acknowledged write. With
+//! `keystore.rocksdb.sync_writes: true` each value write is also fsynced
+//! before it is acknowledged, so it survives power loss and OS crashes too.
+//! Index entries and sweep deletions are never fsynced: losing one only
+//! leaves an entry to the compaction filter, or to sweep again.
+//!
+//! # Format
+//! SST files are written with `keystore.rocksdb.format_version` (default
+//! [`DEFAULT_FORMAT_VERSION`](crate::config::DEFAULT_FORMAT_VERSION)), so the
+//! RocksDB inside rocksdict reads them. A database whose last `OPTIONS` file
+//! says newer files were written (by an earlier version of this engine, with
+//! RocksDB's default 7) is rewritten at the configured version when opened.
 //!
 //! # Concurrency
 //! Reads take no lock. A write and a sweep of the same key are serialised by one
 //! of [`STRIPES`] mutexes (chosen by key hash), so a sweep can never delete a value
-//! that was rewritten after the sweep read it.
+//! that was rewritten after the sweep read it. The compaction filter takes no
+//! lock: it only sees versions already in files, and a newer write of the same
+//! key always outranks what it drops.
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
-use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch};
+use rocksdb::compaction_filter::Decision;
+use rocksdb::{
+    BlockBasedOptions, BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DB,
+    DEFAULT_COLUMN_FAMILY_NAME, Direction, IteratorMode, Options, ReadOptions, ReadTier,
+    WriteBatch, WriteOptions,
+};
 
 use crate::clock::Clock;
 use crate::config::RocksDbConfig;
@@ -32,15 +103,34 @@ use crate::format;
 
 /// Number of write-lock stripes: enough that unrelated writes rarely share one.
 const STRIPES: usize = 64;
-/// Prefix of expiry index keys: `0xFF` cannot occur in UTF-8 names.
+/// Prefix of expiry index keys: `0xFF` cannot occur in UTF-8 names. Index
+/// entries written by earlier versions sit under it in the default column
+/// family; that is how they are found and moved.
 const INDEX_PREFIX: [u8; 2] = [0xFF, b'x'];
+/// Subdirectory of the database directory holding the expiry index database.
+pub(crate) const INDEX_DIR: &str = "objdatakey-expiry";
+/// Name of the compaction filter that drops expired envelopes (RocksDB
+/// records it in the `OPTIONS` file).
+const EXPIRED_FILTER: &str = "objdatakey.expired_envelopes";
+/// Longest a file of the default column family goes without passing through
+/// the compaction filter (RocksDB's `periodic_compaction_seconds`).
+pub(crate) const PERIODIC_COMPACTION: Duration = Duration::from_secs(24 * 3600);
+/// Time (by the store's clock) between two full compactions started by sweeps.
+pub(crate) const FULL_COMPACTION_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// Index entries moved per write batch when migrating an old database.
+const MIGRATE_BATCH: usize = 10_000;
 
 /// An open RocksDB database plus what the engine needs around it.
 pub(crate) struct RocksStore {
+    /// The values (what Python reads).
     db: DB,
+    /// The expiry index, in [`INDEX_DIR`].
+    index: DB,
     /// As configured (possibly relative), for messages.
     path: PathBuf,
     clock: Clock,
+    /// fsync per value write or not (`keystore.rocksdb.sync_writes`).
+    write_opts: WriteOptions,
     /// Serialises writes and sweeps per key stripe (see the module docs).
     stripes: Box<[Mutex<()>]>,
     hasher: std::hash::RandomState,
@@ -49,6 +139,11 @@ pub(crate) struct RocksStore {
     /// front of the index would step over all of them again, making a large
     /// sweep quadratic. Only sweeps (one at a time, from the janitor) use it.
     cursor: Mutex<SweepCursor>,
+    /// When (store clock, unix seconds) a sweep last compacted everything;
+    /// the open time until then.
+    compacted_at: Mutex<f64>,
+    /// Envelopes the compaction filter dropped and no sweep has reported yet.
+    filter_dropped: Arc<AtomicU64>,
     /// Dropped with the store: its receiver learns the database is closed, so
     /// shutdown can wait until the lock file is released.
     _closed: crossbeam_channel::Sender<()>,
@@ -67,7 +162,8 @@ struct SweepCursor {
 /// What one sweep batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SweepOutcome {
-    /// Expired values deleted.
+    /// Expired values deleted (by this batch, or by the compaction filter
+    /// since the previous sweep, reported with a sweep's last batch).
     pub removed: u64,
     /// Index entries looked at (removed values plus stale entries).
     pub scanned: u64,
@@ -103,29 +199,186 @@ impl RocksStore {
                 ),
             ));
         }
-        let mut opts = Options::default();
+        // Files written before with a newer format than configured: rewrite
+        // them once opened, or Python keeps failing on them.
+        let rewrite_from = written_format_version(&path).filter(|&v| v > cfg.format_version);
+        let mut table = BlockBasedOptions::default();
+        table.set_format_version(cfg.format_version);
+        let cf_opts = || {
+            let mut o = Options::default();
+            // Explicit: RocksDB 11's default is LZ4, which this build lacks.
+            o.set_compression_type(rocksdb::DBCompressionType::Snappy);
+            o.set_block_based_table_factory(&table);
+            o
+        };
+        let mut opts = cf_opts();
         opts.create_if_missing(cfg.create_if_missing);
-        opts.set_compression_type(rocksdb::DBCompressionType::Snappy);
+        opts.create_missing_column_families(true);
         opts.increase_parallelism(
             std::thread::available_parallelism()
                 .map(|n| n.get() as i32)
                 .unwrap_or(2),
         );
-        let db = DB::open(&opts, &path).map_err(|e| open_error(&path, e))?;
+        let filter_dropped = Arc::new(AtomicU64::new(0));
+        let mut values_opts = cf_opts();
+        values_opts.set_periodic_compaction_seconds(PERIODIC_COMPACTION.as_secs());
+        {
+            let clock = clock.clone();
+            let dropped = filter_dropped.clone();
+            values_opts.set_compaction_filter(EXPIRED_FILTER, move |_level, _key, value| {
+                match format::decode(value) {
+                    Ok(e) if e.is_expired(clock.now_unix().as_secs_f64()) => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        Decision::Remove
+                    }
+                    // Live, never-expire (-1), or not an envelope: not ours to judge.
+                    _ => Decision::Keep,
+                }
+            });
+        }
+        let mut cfs = vec![ColumnFamilyDescriptor::new(
+            DEFAULT_COLUMN_FAMILY_NAME,
+            values_opts,
+        )];
+        // RocksDB opens a database only with all its column families listed:
+        // open any other program's with plain options and leave them alone.
+        if path.join("CURRENT").exists() {
+            let existing = DB::list_cf(&opts, &path).map_err(|e| open_error(&path, e))?;
+            for name in existing {
+                if name != DEFAULT_COLUMN_FAMILY_NAME {
+                    cfs.push(ColumnFamilyDescriptor::new(name, cf_opts()));
+                }
+            }
+        }
+        let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(|e| open_error(&path, e))?;
+        // The values' lock is held: nobody else has the index open either.
+        let index_path = path.join(INDEX_DIR);
+        let mut index_opts = cf_opts();
+        index_opts.create_if_missing(true);
+        let index = DB::open(&index_opts, &index_path).map_err(|e| open_error(&index_path, e))?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(cfg.sync_writes);
         let (tx, rx) = crossbeam_channel::bounded(0);
         let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
-        Ok((
-            RocksStore {
-                db,
-                path,
-                clock,
-                stripes,
-                hasher: std::hash::RandomState::new(),
-                cursor: Mutex::new(SweepCursor::default()),
-                _closed: tx,
-            },
-            rx,
-        ))
+        let store = RocksStore {
+            db,
+            index,
+            path,
+            compacted_at: Mutex::new(clock.now_unix().as_secs_f64()),
+            clock,
+            write_opts,
+            stripes,
+            hasher: std::hash::RandomState::new(),
+            cursor: Mutex::new(SweepCursor::default()),
+            filter_dropped,
+            _closed: tx,
+        };
+        let moved = store.migrate_index()?;
+        if moved > 0 {
+            tracing::info!(
+                "moved {moved} expiry index entries of {} from the default column family to {INDEX_DIR}/",
+                store.path.display()
+            );
+        }
+        if let Some(old) = rewrite_from {
+            tracing::info!(
+                "rewriting {} from SST format_version {old} to {} (keystore.rocksdb.format_version)",
+                store.path.display(),
+                cfg.format_version
+            );
+            store.compact_all();
+        }
+        Ok((store, rx))
+    }
+
+    /// Moves index entries an earlier version wrote into the default column
+    /// family to the index database, then compacts their old range so the
+    /// default keyspace holds values only. Answers how many were moved.
+    fn migrate_index(&self) -> Result<u64> {
+        let fail = |e: rocksdb::Error| {
+            KeystoreError::new(
+                ErrorKind::Backend,
+                format!(
+                    "moving the expiry index of {} to {INDEX_DIR}/ failed; \
+                     the next open retries it",
+                    self.path.display()
+                ),
+            )
+            .with_source(e)
+        };
+        let upper = [0xFF, b'x' + 1];
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(upper.to_vec());
+        // One pass: the iterator reads a snapshot, so the deletes written
+        // meanwhile do not disturb it.
+        let iter = self
+            .db
+            .iterator_opt(IteratorMode::From(&INDEX_PREFIX, Direction::Forward), ro);
+        let mut moved = 0u64;
+        let (mut puts, mut deletes) = (WriteBatch::default(), WriteBatch::default());
+        let flush = |puts: &mut WriteBatch, deletes: &mut WriteBatch| -> Result<()> {
+            // The copy first: a crash in between leaves both, and the next
+            // open moves them again.
+            self.index.write(std::mem::take(puts)).map_err(fail)?;
+            self.db.write(std::mem::take(deletes)).map_err(fail)
+        };
+        for item in iter {
+            let (k, v) = item.map_err(fail)?;
+            // Only what this engine wrote: `0xFF 'x'`, an expiry, an empty value.
+            if !v.is_empty() || parse_index_key(&k).is_none() {
+                continue;
+            }
+            puts.put(&k, []);
+            deletes.delete(&k);
+            moved += 1;
+            if puts.len() >= MIGRATE_BATCH {
+                flush(&mut puts, &mut deletes)?;
+            }
+        }
+        if !puts.is_empty() {
+            flush(&mut puts, &mut deletes)?;
+        }
+        if moved > 0 {
+            // Drop the tombstones, which Python's iteration would step over.
+            self.db
+                .compact_range(Some(&INDEX_PREFIX[..]), Some(&upper[..]));
+        }
+        Ok(moved)
+    }
+
+    /// Compacts every column family (and the index) down to its last
+    /// level, so each value passes the compaction filter and every file is
+    /// rewritten with the configured format. Blocks until done.
+    fn compact_all(&self) {
+        let mut co = CompactOptions::default();
+        co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        let names = DB::list_cf(&Options::default(), &self.path).unwrap_or_default();
+        for name in names {
+            if let Some(cf) = self.db.cf_handle(&name) {
+                self.db
+                    .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &co);
+            }
+        }
+        self.index
+            .compact_range_opt(None::<&[u8]>, None::<&[u8]>, &co);
+    }
+
+    /// Runs [`compact_all`](Self::compact_all) when the last full compaction
+    /// is [`FULL_COMPACTION_EVERY`] old; answers whether it did.
+    fn compact_if_due(&self, now: f64) -> bool {
+        let mut at = self.compacted_at.lock();
+        if now < *at {
+            // The clock went back (manual clocks do): count from here.
+            *at = now;
+            return false;
+        }
+        if now - *at < FULL_COMPACTION_EVERY.as_secs_f64() {
+            return false;
+        }
+        *at = now;
+        drop(at);
+        self.compact_all();
+        true
     }
 
     /// The database directory as configured.
@@ -219,14 +472,16 @@ impl RocksStore {
     pub(crate) fn set(&self, key: &str, json: &str, ttl: Option<u64>) -> Result<()> {
         let expires_at = format::expires_at(self.now(), ttl);
         let value = format::encode(json, expires_at);
-        let mut batch = WriteBatch::default();
-        batch.put(key.as_bytes(), &value);
-        if expires_at >= 0 {
-            batch.put(index_key(expires_at as u64, key.as_bytes()), []);
-        }
         let _guard = self.lock(key.as_bytes());
+        // The index entry first (see the module docs: order stands in for a
+        // shared batch). Not fsynced: the compaction filter is its backstop.
+        if expires_at >= 0 {
+            self.index
+                .put(index_key(expires_at as u64, key.as_bytes()), [])
+                .map_err(|e| self.db_error("expiry index write", key, e))?;
+        }
         self.db
-            .write(batch)
+            .put_opt(key.as_bytes(), &value, &self.write_opts)
             .map_err(|e| self.db_error("write", key, e))
     }
 
@@ -243,7 +498,7 @@ impl RocksStore {
             Some(bytes) => format::decode(&bytes).map_or(true, |e| !e.is_expired(self.now())),
         };
         self.db
-            .delete(key.as_bytes())
+            .delete_opt(key.as_bytes(), &self.write_opts)
             .map_err(|e| self.db_error("delete", key, e))?;
         Ok(existed)
     }
@@ -285,7 +540,7 @@ impl RocksStore {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(index_key((now.floor() as u64).saturating_add(1), b""));
         let iter = self
-            .db
+            .index
             .iterator_opt(IteratorMode::From(&start, Direction::Forward), ro);
         for item in iter {
             let (k, _) = item.map_err(|e| self.sweep_error(e))?;
@@ -311,9 +566,26 @@ impl RocksStore {
         }
         cursor.open = more;
         drop(cursor);
-        if candidates.is_empty() {
-            return Ok(out);
+        if !candidates.is_empty() {
+            self.delete_expired(&candidates, now, &mut out)?;
         }
+        if !more {
+            // The index is done: what it cannot name (entries written without
+            // an index entry) is the compaction filter's, reported here.
+            self.compact_if_due(now);
+            out.removed += self.filter_dropped.swap(0, Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+
+    /// Deletes the values of `candidates` (index entries that have expired)
+    /// that still carry that expiry, and the index entries themselves.
+    fn delete_expired(
+        &self,
+        candidates: &[(Box<[u8]>, u64)],
+        now: f64,
+        out: &mut SweepOutcome,
+    ) -> Result<()> {
         // Lock every stripe the batch touches, in stripe order (sets hold at most
         // one stripe, so this order cannot deadlock), then check and delete.
         let mut stripes: Vec<usize> = candidates
@@ -323,8 +595,8 @@ impl RocksStore {
         stripes.sort_unstable();
         stripes.dedup();
         let _guards: Vec<_> = stripes.iter().map(|&s| self.stripes[s].lock()).collect();
-        let mut batch = WriteBatch::default();
-        for (idx, exp) in &candidates {
+        let (mut values, mut index) = (WriteBatch::default(), WriteBatch::default());
+        for (idx, exp) in candidates {
             let Some((_, key)) = parse_index_key(idx) else {
                 continue;
             };
@@ -335,14 +607,15 @@ impl RocksStore {
                     && entry.expires_at as u64 == *exp
                     && entry.is_expired(now)
                 {
-                    batch.delete(key);
+                    values.delete(key);
                     out.removed += 1;
                 }
             }
-            batch.delete(idx);
+            index.delete(idx);
         }
-        self.db.write(batch).map_err(|e| self.sweep_error(e))?;
-        Ok(out)
+        // Values first: a crash in between leaves index entries to sweep again.
+        self.db.write(values).map_err(|e| self.sweep_error(e))?;
+        self.index.write(index).map_err(|e| self.sweep_error(e))
     }
 
     fn sweep_error(&self, e: rocksdb::Error) -> KeystoreError {
@@ -366,6 +639,24 @@ fn parse_index_key(k: &[u8]) -> Option<(u64, &[u8])> {
     let rest = k.strip_prefix(&INDEX_PREFIX[..])?;
     let (exp, key) = rest.split_at_checked(8)?;
     Some((u64::from_be_bytes(exp.try_into().ok()?), key))
+}
+
+/// The highest SST `format_version` the database's newest `OPTIONS` file
+/// records (what the last opener wrote with); `None` for a new database or
+/// an unreadable file.
+fn written_format_version(path: &Path) -> Option<i32> {
+    let newest = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let n: u64 = name.strip_prefix("OPTIONS-")?.parse().ok()?;
+            Some((n, name))
+        })
+        .max()?;
+    let text = std::fs::read_to_string(path.join(newest.1)).ok()?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("format_version=")?.parse().ok())
+        .max()
 }
 
 /// Turns an open failure into an error that says what to do; a held lock gets
