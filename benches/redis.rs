@@ -21,8 +21,6 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use objdatakey::{BackendKind, Config, Keystore, Ttl};
@@ -35,50 +33,11 @@ const CALLERS: [usize; 4] = [1, 16, 64, 256];
 const TTL_SECS: u64 = 3600;
 const TTL: Ttl = Ttl::Seconds(TTL_SECS);
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server() -> Option<(Server, u16)> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            println!(
-                "SKIPPED: cannot start redis-server ({e}); scripts/install-deps.sh installs it"
-            );
-            return None;
-        }
-    };
-    let server = Server(child);
-    let end = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((server, port))
-}
-
 fn main() {
     let quick = support::quick();
     // `cargo bench` passes `--bench`; a filter argument selects cells by name.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    let Some((_server, port)) = start_server() else {
+    let Some((_server, port)) = support::start_redis() else {
         return;
     };
     let metrics = support::metrics_on();

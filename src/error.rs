@@ -46,6 +46,9 @@ pub enum ErrorKind {
     Usage,
     /// An I/O error outside the backends (e.g. creating a directory).
     Io,
+    /// The loader given to `get_or_set` failed (its error is the source) or
+    /// panicked; nothing was stored.
+    Loader,
 }
 
 impl ErrorKind {
@@ -68,6 +71,7 @@ impl ErrorKind {
             ErrorKind::Panic => "panic",
             ErrorKind::Usage => "usage",
             ErrorKind::Io => "io",
+            ErrorKind::Loader => "loader",
         }
     }
 }
@@ -104,6 +108,12 @@ impl KeystoreError {
     /// Appends the underlying cause's text (`message: cause`).
     pub(crate) fn with_source(mut self, source: impl fmt::Display) -> Self {
         self.source_text = Some(source.to_string());
+        self
+    }
+
+    /// Puts `what` (the operation, and what it was about) before the message.
+    pub(crate) fn context(mut self, what: &str) -> Self {
+        self.message = format!("{what}: {}", self.message);
         self
     }
 

@@ -47,8 +47,32 @@ enum Command {
         /// Key name.
         name: String,
     },
-    /// Delete a key.
+    /// Print the stored values of several keys as JSON, one line each
+    /// (`null` for a missing or expired one).
+    Mget {
+        /// Key names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Delete a key, or (with --prefix) every key that starts with a prefix
+    /// and print how many were removed.
     Del {
+        /// Key name.
+        #[arg(required_unless_present = "prefix", conflicts_with = "prefix")]
+        name: Option<String>,
+        /// Delete every key starting with this (glob characters are literal).
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+    },
+    /// Delete EVERY key this keystore can address (on a shared Redis
+    /// database: every key in it) and print how many; needs --yes.
+    Clear {
+        /// Confirm: without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print the seconds a key has left, or `never`; exit 1 when missing or expired.
+    Ttl {
         /// Key name.
         name: String,
     },
@@ -129,7 +153,18 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
             }
         }
-        Command::Del { name } => {
+        Command::Mget { names } => {
+            let keystore = Keystore::from_config(config)?;
+            let values: Vec<Option<Box<serde_json::value::RawValue>>> =
+                keystore.blocking().get_many(&names)?;
+            for v in values {
+                println!("{}", v.as_deref().map_or("null", |raw| raw.get()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Del {
+            name: Some(name), ..
+        } => {
             let keystore = Keystore::from_config(config)?;
             if keystore.blocking().delete(&name)? {
                 println!("deleted");
@@ -138,7 +173,55 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Del {
+            prefix: Some(prefix),
+            ..
+        } => {
+            if prefix.is_empty() {
+                eprintln!("error: an empty --prefix means every key; use `objdatakey clear --yes`");
+                return Ok(ExitCode::from(2));
+            }
+            let keystore = Keystore::from_config(config)?;
+            println!("{}", keystore.blocking().delete_prefix(&prefix)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Del { .. } => unreachable!("clap requires a name or --prefix"),
+        Command::Clear { yes: false } => {
+            eprintln!(
+                "error: clear deletes every key of the {} keystore ({}); nothing was deleted. \
+                 Run `objdatakey clear --yes` to do it.",
+                config.backend,
+                clear_scope(&config)
+            );
+            Ok(ExitCode::from(2))
+        }
+        Command::Clear { yes: true } => {
+            let keystore = Keystore::from_config(config)?;
+            println!("{}", keystore.blocking().clear()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ttl { name } => {
+            let keystore = Keystore::from_config(config)?;
+            match keystore.blocking().ttl(&name)? {
+                Some(Ttl::Seconds(s)) => println!("{s}"),
+                Some(_) => println!("never"),
+                None => {
+                    eprintln!("key {name:?} not found (missing or expired)");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Load(args) => cli::load::run(config, args),
+    }
+}
+
+/// What `clear` would empty, for its refusal message.
+fn clear_scope(c: &Config) -> String {
+    match c.server() {
+        Some(s) if !s.nodes.is_empty() => "every key on every master of the cluster".to_owned(),
+        Some(s) => format!("every key in the database at {}", s.address()),
+        None => format!("the whole RocksDB database at {}", c.rocksdb.path.display()),
     }
 }
 

@@ -248,3 +248,37 @@ fn disabled_keystore_check_says_so() {
     assert!(stdout(&o).contains("disabled"));
     assert!(!dir.path().join("local.documents").exists());
 }
+
+#[test]
+fn mget_del_prefix_clear_and_ttl_verbs() {
+    let dir = repo_config_dir();
+    let ok = |args: &[&str]| {
+        let o = run(dir.path(), args, &[]);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    ok(&["set", "user:1", "{\"a\":1}", "--ttl", "600"]);
+    ok(&["set", "user:2", "[2]", "--ttl", "never"]);
+    ok(&["set", "other", "3", "--ttl", "never"]);
+    assert_eq!(
+        ok(&["mget", "user:2", "missing", "user:1"]),
+        "[2]\nnull\n{\"a\":1}\n"
+    );
+    let left: u64 = ok(&["ttl", "user:1"]).trim().parse().unwrap();
+    assert!((595..=600).contains(&left), "{left}");
+    assert_eq!(ok(&["ttl", "user:2"]), "never\n");
+    let o = run(dir.path(), &["ttl", "missing"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+    assert_eq!(ok(&["del", "--prefix", "user:"]), "2\n");
+    assert_eq!(ok(&["mget", "user:1"]), "null\n");
+    // clear refuses without --yes, deletes nothing, and says why.
+    let o = run(dir.path(), &["clear"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    assert_eq!(ok(&["mget", "other"]), "3\n");
+    assert_eq!(ok(&["clear", "--yes"]), "1\n");
+    assert_eq!(ok(&["mget", "other"]), "null\n");
+    let o = run(dir.path(), &["del", "--prefix", ""], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

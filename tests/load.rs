@@ -182,3 +182,32 @@ fn an_unopenable_database_is_fatal_with_the_reason() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.starts_with("error: ") && err.contains("db"), "{err}");
 }
+
+#[test]
+fn get_or_set_mode_loads_each_key_exactly_once() {
+    let dir = rocks_dir();
+    let v = load_json(
+        dir.path(),
+        &[
+            "--mode",
+            "get-or-set",
+            "--concurrency",
+            "64",
+            "--keys",
+            "300",
+            "--ops",
+            "6000",
+            "--loader-ms",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(num(&v, "ops"), 6000.0);
+    assert_eq!(num(&v, "errors"), 0.0, "{v}");
+    // 64 callers over 300 keys, starting empty, TTL never: one load per key.
+    assert_eq!(num(&v, "loader_calls"), 300.0, "{v}");
+    assert!(v["hit_rate"].is_null(), "{v}");
+    // A mixed run reports no loader calls.
+    let mixed = load_json(dir.path(), &["--ops", "100", "--json"]);
+    assert!(mixed["loader_calls"].is_null(), "{mixed}");
+}

@@ -8,7 +8,9 @@
 //! check, metrics), not a difference in data.
 #![allow(dead_code)] // each bench binary uses part of this module
 
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use objdatakey::{BackendKind, Clock, Config, Keystore, Ttl};
@@ -265,4 +267,46 @@ pub fn median(xs: &mut [f64]) -> f64 {
     } else {
         (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     }
+}
+
+/// A redis-server process of a bench, stopped when dropped.
+pub struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `redis-server` on a free loopback port; `None` (with a message)
+/// when it is not installed.
+pub fn start_redis() -> Option<(Server, u16)> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            println!(
+                "SKIPPED: cannot start redis-server ({e}); scripts/install-deps.sh installs it"
+            );
+            return None;
+        }
+    };
+    let server = Server(child);
+    let end = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((server, port))
 }

@@ -44,6 +44,26 @@ pub(crate) enum Command {
     Delete {
         key: Arc<str>,
     },
+    /// The remaining lifetime of a key.
+    Ttl {
+        key: Arc<str>,
+    },
+    GetMany {
+        keys: Vec<Arc<str>>,
+    },
+    SetMany {
+        entries: Vec<(Arc<str>, String)>,
+        /// As for `Set`.
+        ttl: Option<u64>,
+    },
+    DeleteMany {
+        keys: Vec<Arc<str>>,
+    },
+    /// Every key that starts with `prefix` (`""`: every key this keystore
+    /// can address).
+    DeletePrefix {
+        prefix: Arc<str>,
+    },
     Ping,
     /// Remove up to `limit` expired entries (RocksDB; a no-op elsewhere).
     Sweep {
@@ -64,6 +84,12 @@ impl Command {
             Command::Get { .. } => "get",
             Command::Set { .. } => "set",
             Command::Delete { .. } => "delete",
+            Command::Ttl { .. } => "ttl",
+            Command::GetMany { .. } => "get_many",
+            Command::SetMany { .. } => "set_many",
+            Command::DeleteMany { .. } => "delete_many",
+            Command::DeletePrefix { prefix } if prefix.is_empty() => "clear",
+            Command::DeletePrefix { .. } => "delete_prefix",
             Command::Ping => "ping",
             Command::Sweep { .. } => "expiry sweep",
             #[cfg(feature = "fault-injection")]
@@ -76,22 +102,88 @@ impl Command {
     /// The key the command is about, if it is about one.
     pub(crate) fn key(&self) -> Option<&Arc<str>> {
         match self {
-            Command::Get { key } | Command::Set { key, .. } | Command::Delete { key } => Some(key),
+            Command::Get { key }
+            | Command::Set { key, .. }
+            | Command::Delete { key }
+            | Command::Ttl { key } => Some(key),
             _ => None,
+        }
+    }
+
+    /// What the command is about, for messages: its key, its keys, its prefix.
+    pub(crate) fn subject(&self) -> Subject {
+        match self {
+            Command::GetMany { keys } | Command::DeleteMany { keys } => Subject::keys(keys),
+            Command::SetMany { entries, .. } => {
+                Subject::keys(entries.iter().map(|(k, _)| k).take(SHOWN_KEYS + 1))
+                    .with_total(entries.len())
+            }
+            Command::DeletePrefix { prefix } if !prefix.is_empty() => {
+                Subject::Prefix(prefix.clone())
+            }
+            other => match other.key() {
+                Some(k) => Subject::Key(k.clone()),
+                None => Subject::None,
+            },
         }
     }
 
     /// `get of key "k"`, for messages.
     pub(crate) fn describe(&self) -> String {
-        describe(self.verb(), self.key().map(|k| &**k))
+        self.subject().describe(self.verb())
     }
 }
 
-/// `get of key "k"` (or just `ping`), for messages.
-pub(crate) fn describe(verb: &str, key: Option<&str>) -> String {
-    match key {
-        Some(k) => format!("{verb} of key {k:?}"),
-        None => verb.to_owned(),
+/// How many names a message lists before it says how many more there are.
+const SHOWN_KEYS: usize = 5;
+
+/// What a command is about, kept apart from it for messages (cheap: the
+/// names are reference counted, and a batch keeps only the first few).
+#[derive(Debug, Clone)]
+pub(crate) enum Subject {
+    None,
+    Key(Arc<str>),
+    Keys { first: Vec<Arc<str>>, total: usize },
+    Prefix(Arc<str>),
+}
+
+impl Subject {
+    fn keys<'a>(keys: impl IntoIterator<Item = &'a Arc<str>>) -> Subject {
+        let mut first = Vec::new();
+        let mut total = 0;
+        for k in keys {
+            if first.len() < SHOWN_KEYS {
+                first.push(k.clone());
+            }
+            total += 1;
+        }
+        Subject::Keys { first, total }
+    }
+
+    fn with_total(self, n: usize) -> Subject {
+        match self {
+            Subject::Keys { first, .. } => Subject::Keys { first, total: n },
+            other => other,
+        }
+    }
+
+    /// `get of key "k"`, `get_many of 3 keys ["a", "b", "c"]`,
+    /// `delete_prefix of keys starting with "p:"`, or just `ping`.
+    pub(crate) fn describe(&self, verb: &str) -> String {
+        match self {
+            Subject::None => verb.to_owned(),
+            Subject::Key(k) => format!("{verb} of key {k:?}"),
+            Subject::Keys { first, total } => {
+                let more = total.saturating_sub(first.len());
+                let tail = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("{verb} of {total} keys {first:?}{tail}")
+            }
+            Subject::Prefix(p) => format!("{verb} of keys starting with {p:?}"),
+        }
     }
 }
 
@@ -100,10 +192,16 @@ pub(crate) fn describe(verb: &str, key: Option<&str>) -> String {
 pub(crate) enum Reply {
     /// `Get`: the JSON text, or `None` when missing or expired.
     Value(Option<String>),
-    /// `Set` and `Ping`.
+    /// `Set`, `SetMany` and `Ping`.
     Done,
     /// `Delete`: whether a live value was there.
     Deleted(bool),
+    /// `GetMany`: the JSON text of each key, in the order asked.
+    Values(Vec<Option<String>>),
+    /// `DeleteMany`, `DeletePrefix`: how many live values were removed.
+    Count(u64),
+    /// `Ttl`: the remaining lifetime, `None` when missing or expired.
+    Remaining(Option<crate::ttl::Ttl>),
     /// `Sweep`.
     Swept {
         removed: u64,
@@ -126,6 +224,11 @@ impl Deadline {
             at: Instant::now() + budget,
             budget,
         }
+    }
+
+    /// The time the caller allowed the whole call.
+    pub(crate) fn budget(&self) -> Duration {
+        self.budget
     }
 
     pub(crate) fn passed(&self) -> bool {

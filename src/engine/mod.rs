@@ -63,6 +63,7 @@ use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::metrics::handles::EngineMetrics;
 use crate::metrics::{MetricsRegistry, Recorder, Stats};
 
+pub(crate) mod background;
 pub(crate) mod host;
 pub(crate) mod janitor;
 pub(crate) mod limiter;

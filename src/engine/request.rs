@@ -20,24 +20,22 @@ use tokio::sync::oneshot;
 
 use super::limiter::Refused;
 use super::{Engine, shut_down, timer};
-use crate::backend::{BackendFailed, Command, Deadline, Reply, Request, Unsent, describe};
+use crate::backend::{BackendFailed, Command, Deadline, Reply, Request, Unsent};
 use crate::error::{ErrorKind, KeystoreError, Result};
 
 impl Engine {
     /// Runs `command` on the backend and answers its reply, all within the
     /// request timeout.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply> {
-        if let Command::Get { key } = &command
-            && let Some(answer) = self.read_in_memory(key)
-        {
-            return answer.map(Reply::Value);
+        if let Some(answer) = self.answer_from_memory(&command) {
+            return answer;
         }
         let actors = self.actors()?;
         let deadline = Deadline::after(self.timeout);
         // Kept apart from the command (which moves into the request) for
         // messages; cloning the key is a reference count.
-        let (verb, key) = (command.verb(), command.key().cloned());
-        let what = || format!("{} on {}", describe(verb, key.as_deref()), self.backend);
+        let (verb, subject) = (command.verb(), command.subject());
+        let what = || format!("{} on {}", subject.describe(verb), self.backend);
 
         let permit = match self
             .limiter
@@ -86,15 +84,20 @@ impl Engine {
         }
     }
 
-    /// The answer to a GET when memory alone can give it (see `memory_reads`).
-    fn read_in_memory(&self, key: &str) -> Option<Result<Option<String>>> {
+    /// The answer to a read when memory alone can give it (RocksDB: see
+    /// `memory_reads`); `None` sends the command the normal way.
+    fn answer_from_memory(&self, command: &Command) -> Option<Result<Reply>> {
         let guard = self.memory_reads.load();
         let store = guard.as_ref()?;
         // A panic here is not the caller's: fall back to the pool, whose
         // supervisor handles backend panics.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.get_in_memory(key)))
-            .ok()
-            .flatten()
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match command {
+            Command::Get { key } => Some(store.get_in_memory(key)?.map(Reply::Value)),
+            Command::GetMany { keys } => Some(store.get_many_in_memory(keys)?.map(Reply::Values)),
+            _ => None,
+        }))
+        .ok()
+        .flatten()
     }
 
     fn busy(&self, what: &str) -> KeystoreError {

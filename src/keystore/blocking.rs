@@ -69,6 +69,62 @@ impl BlockingKeystore {
         self.run("delete", self.keystore.delete(name))?
     }
 
+    /// See [`Keystore::get_many`].
+    pub fn get_many<T: DeserializeOwned, S: AsRef<str>>(
+        &self,
+        names: &[S],
+    ) -> Result<Vec<Option<T>>> {
+        self.run("get_many", self.keystore.get_many(names))?
+    }
+
+    /// See [`Keystore::set_many`].
+    pub fn set_many<T: Serialize, S: AsRef<str>>(
+        &self,
+        entries: &[(S, T)],
+        ttl: Ttl,
+    ) -> Result<()> {
+        self.run("set_many", self.keystore.set_many(entries, ttl))?
+    }
+
+    /// See [`Keystore::delete_many`].
+    pub fn delete_many<S: AsRef<str>>(&self, names: &[S]) -> Result<u64> {
+        self.run("delete_many", self.keystore.delete_many(names))?
+    }
+
+    /// See [`Keystore::delete_prefix`].
+    pub fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        self.run("delete_prefix", self.keystore.delete_prefix(prefix))?
+    }
+
+    /// See [`Keystore::clear`].
+    pub fn clear(&self) -> Result<u64> {
+        self.run("clear", self.keystore.clear())?
+    }
+
+    /// See [`Keystore::ttl`].
+    pub fn ttl(&self, name: &str) -> Result<Option<Ttl>> {
+        self.run("ttl", self.keystore.ttl(name))?
+    }
+
+    /// See [`Keystore::get_or_set`]; the loader here is a plain function. It
+    /// runs on a thread for blocking work, not on this one, so a caller that
+    /// times out does not cancel it for the others.
+    pub fn get_or_set<T, F, E>(&self, name: &str, ttl: Ttl, loader: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> std::result::Result<T, E> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let load = || async move {
+            match tokio::task::spawn_blocking(loader).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                // A panic in the loader: re-raised here, caught by the flight.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        };
+        self.run("get_or_set", self.keystore.get_or_set(name, ttl, load))?
+    }
+
     /// See [`Keystore::ping`].
     pub fn ping(&self) -> Result<()> {
         self.run("ping", self.keystore.ping())?

@@ -20,18 +20,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::{Command, Reply};
 use crate::config::{BackendKind, Config, Overrides};
-use crate::engine::Engine;
+use crate::engine::{self, Engine};
 use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::metrics::{MetricsRegistry, MetricsServer, Op, Outcome, Stats};
 use crate::ttl::Ttl;
 
 mod blocking;
 mod builder;
+mod flight;
 
 pub use blocking::BlockingKeystore;
 pub use builder::KeystoreBuilder;
@@ -69,33 +71,32 @@ struct Inner {
     registry: MetricsRegistry,
     /// The `/metrics` listener this keystore keeps alive (`metrics.listen`).
     server: Option<MetricsServer>,
+    /// `get_or_set` loads under way (see [`flight`]).
+    flights: Arc<flight::Flights>,
 }
 
 /// What an operation's answer says for the metrics.
 trait Recorded {
-    fn outcome(&self) -> Outcome;
+    /// The outcome of `op` that answered this.
+    fn outcome(&self, _op: Op) -> Outcome {
+        Outcome::Ok
+    }
 }
 
 impl<T> Recorded for Option<T> {
-    fn outcome(&self) -> Outcome {
-        if self.is_some() {
-            Outcome::Hit
-        } else {
-            Outcome::Miss
+    fn outcome(&self, op: Op) -> Outcome {
+        match (op.has_hits(), self.is_some()) {
+            (false, _) => Outcome::Ok,
+            (true, true) => Outcome::Hit,
+            (true, false) => Outcome::Miss,
         }
     }
 }
 
-macro_rules! recorded_as_ok {
-    ($($t:ty),*) => {$(
-        impl Recorded for $t {
-            fn outcome(&self) -> Outcome {
-                Outcome::Ok
-            }
-        }
-    )*};
-}
-recorded_as_ok!((), bool, u64);
+impl Recorded for () {}
+impl Recorded for bool {}
+impl Recorded for u64 {}
+impl<T> Recorded for Vec<T> {}
 
 impl Keystore {
     /// A builder, to choose the config, clock and limits explicitly.
@@ -155,6 +156,7 @@ impl Keystore {
                 engine,
                 registry,
                 server,
+                flights: Arc::default(),
             }),
         }
     }
@@ -183,33 +185,44 @@ impl Keystore {
 
     /// The one request path (see the module docs): `resolve` builds the
     /// command, the engine runs it, `finish` turns its reply into the answer,
-    /// and the outcome is recorded as `op`. With the keystore disabled,
-    /// `finish` gets the command's no-op reply instead.
+    /// and the outcome is recorded as `op`. With the keystore disabled the
+    /// answer is `disabled()`, and nothing runs.
     async fn run<O: Recorded>(
         &self,
         op: Op,
+        disabled: impl FnOnce() -> Result<O>,
         resolve: impl FnOnce() -> Result<Command>,
         finish: impl FnOnce(Reply) -> Result<O>,
     ) -> Result<O> {
         let Some(engine) = self.engine() else {
-            return finish(disabled_reply(op)?);
+            return disabled();
         };
+        self.recorded(engine, op, async {
+            let reply = engine.call(resolve()?).await?;
+            let answer = finish(reply)?;
+            let outcome = answer.outcome(op);
+            Ok((answer, outcome))
+        })
+        .await
+    }
+
+    /// Runs `work` and records its outcome and latency as `op`.
+    async fn recorded<O>(
+        &self,
+        engine: &Engine,
+        op: Op,
+        work: impl Future<Output = Result<(O, Outcome)>>,
+    ) -> Result<O> {
         let started = Instant::now();
-        let result = match resolve() {
-            Ok(command) => match engine.call(command).await {
-                Ok(reply) => finish(reply),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
+        let result = work.await;
         if let Some(recorder) = engine.recorder() {
             let outcome = match &result {
-                Ok(answer) => answer.outcome(),
+                Ok((_, outcome)) => *outcome,
                 Err(e) => Outcome::Error(e.kind()),
             };
             recorder.op(op, outcome, started.elapsed());
         }
-        result
+        result.map(|(answer, _)| answer)
     }
 
     /// Stores `value` as JSON under `name` for `ttl`.
@@ -222,20 +235,13 @@ impl Keystore {
         ttl: Ttl,
     ) -> Result<()> {
         let resolve = || {
-            let json = serde_json::to_string(value).map_err(|e| {
-                KeystoreError::new(
-                    ErrorKind::Serialization,
-                    format!("cannot encode the value for key {name:?} as JSON"),
-                )
-                .with_source(e)
-            })?;
             Ok(Command::Set {
                 key: name.into(),
-                json,
+                json: encode(name, value)?,
                 ttl: self.resolve_ttl(ttl),
             })
         };
-        self.run(Op::Set, resolve, done).await
+        self.run(Op::Set, || Ok(()), resolve, done).await
     }
 
     /// Seconds to store for, `None` for never: `ttl` against the default
@@ -253,20 +259,15 @@ impl Keystore {
     /// stored format ([`ErrorKind::CorruptValue`]).
     pub async fn get_cache<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         let get = || Ok(Command::Get { key: name.into() });
-        self.run(Op::Get, get, |reply| match reply {
-            Reply::Value(Some(json)) => serde_json::from_str::<T>(&json).map(Some).map_err(|e| {
-                KeystoreError::new(
-                    ErrorKind::Serialization,
-                    format!(
-                        "the value of key {name:?} is not a valid {}",
-                        std::any::type_name::<T>()
-                    ),
-                )
-                .with_source(e)
-            }),
-            Reply::Value(None) => Ok(None),
-            other => Err(unexpected(other)),
-        })
+        self.run(
+            Op::Get,
+            || Ok(None),
+            get,
+            |reply| match reply {
+                Reply::Value(json) => json.map(|j| decode(name, &j)).transpose(),
+                other => Err(unexpected(other)),
+            },
+        )
         .await
     }
 
@@ -281,16 +282,250 @@ impl Keystore {
     /// Deletes `name`; answers whether a live value was there.
     pub async fn delete(&self, name: &str) -> Result<bool> {
         let delete = || Ok(Command::Delete { key: name.into() });
-        self.run(Op::Delete, delete, |reply| match reply {
-            Reply::Deleted(b) => Ok(b),
-            other => Err(unexpected(other)),
+        self.run(
+            Op::Delete,
+            || Ok(false),
+            delete,
+            |reply| match reply {
+                Reply::Deleted(b) => Ok(b),
+                other => Err(unexpected(other)),
+            },
+        )
+        .await
+    }
+
+    /// The values of `names`, in their order, each decoded as `T`; `None`
+    /// for a name missing or expired. One round trip: MGET on Redis and
+    /// Dragonfly (one per hash slot, concurrently, on a cluster), one
+    /// `MultiGet` on RocksDB (answered from memory when it can be).
+    pub async fn get_many<T: DeserializeOwned, S: AsRef<str>>(
+        &self,
+        names: &[S],
+    ) -> Result<Vec<Option<T>>> {
+        let get = || {
+            Ok(Command::GetMany {
+                keys: names.iter().map(|n| Arc::from(n.as_ref())).collect(),
+            })
+        };
+        self.run(
+            Op::GetMany,
+            || Ok(names.iter().map(|_| None).collect()),
+            get,
+            |reply| match reply {
+                Reply::Values(values) if values.len() == names.len() => names
+                    .iter()
+                    .zip(values)
+                    .map(|(name, json)| json.map(|j| decode(name.as_ref(), &j)).transpose())
+                    .collect(),
+                other => Err(unexpected(other)),
+            },
+        )
+        .await
+    }
+
+    /// Stores every `(name, value)` of `entries` for `ttl`, in one round
+    /// trip (a pipeline of `SET … EX` on Redis, per hash slot on a cluster;
+    /// one write batch on RocksDB). A name given twice keeps its last value.
+    pub async fn set_many<T: Serialize, S: AsRef<str>>(
+        &self,
+        entries: &[(S, T)],
+        ttl: Ttl,
+    ) -> Result<()> {
+        let resolve = || {
+            let entries = entries
+                .iter()
+                .map(|(name, value)| {
+                    let name = name.as_ref();
+                    Ok((Arc::from(name), encode(name, value)?))
+                })
+                .collect::<Result<_>>()?;
+            Ok(Command::SetMany {
+                entries,
+                ttl: self.resolve_ttl(ttl),
+            })
+        };
+        self.run(Op::SetMany, || Ok(()), resolve, done).await
+    }
+
+    /// Deletes `names`; answers how many held a live value.
+    pub async fn delete_many<S: AsRef<str>>(&self, names: &[S]) -> Result<u64> {
+        let delete = || {
+            Ok(Command::DeleteMany {
+                keys: names.iter().map(|n| Arc::from(n.as_ref())).collect(),
+            })
+        };
+        self.run(Op::DeleteMany, || Ok(0), delete, count).await
+    }
+
+    /// Deletes every name that starts with `prefix`; answers how many were
+    /// removed. Redis and Dragonfly: `SCAN MATCH prefix*` (glob characters
+    /// in the prefix are escaped) with `UNLINK`, a batch at a time, on every
+    /// master of a cluster; other callers wait at most one batch. RocksDB:
+    /// one range deletion.
+    ///
+    /// An empty prefix is refused: that is [`clear`](Self::clear).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let resolve = || {
+            if prefix.is_empty() {
+                return Err(KeystoreError::new(
+                    ErrorKind::Usage,
+                    "delete_prefix(\"\") would delete every key; call clear() if that is meant",
+                ));
+            }
+            Ok(Command::DeletePrefix {
+                prefix: prefix.into(),
+            })
+        };
+        self.run(Op::DeletePrefix, || Ok(0), resolve, count).await
+    }
+
+    /// Deletes every key this keystore can address; answers how many.
+    ///
+    /// **Blast radius**: on Redis and Dragonfly that is every key of the
+    /// database the connection uses (on a cluster, of every master),
+    /// including keys other programs wrote there, since the stored format
+    /// has no namespace of its own. On RocksDB it is the whole database.
+    /// Nothing calls it implicitly; the CLI's `clear` asks for `--yes`.
+    pub async fn clear(&self) -> Result<u64> {
+        let resolve = || Ok(Command::DeletePrefix { prefix: "".into() });
+        self.run(Op::Clear, || Ok(0), resolve, count).await
+    }
+
+    /// The remaining lifetime of `name`: [`Ttl::Seconds`] (whole seconds,
+    /// rounded up on RocksDB, as the server counts on Redis), [`Ttl::Never`],
+    /// or `None` when it is missing or expired.
+    pub async fn ttl(&self, name: &str) -> Result<Option<Ttl>> {
+        let ttl = || Ok(Command::Ttl { key: name.into() });
+        self.run(
+            Op::Ttl,
+            || Ok(None),
+            ttl,
+            |reply| match reply {
+                Reply::Remaining(left) => Ok(left),
+                other => Err(unexpected(other)),
+            },
+        )
+        .await
+    }
+
+    /// The value cached under `name`, or, when there is none, the value
+    /// `loader` produces, stored for `ttl` and returned.
+    ///
+    /// **Single flight**: concurrent callers in this process that miss the
+    /// same name run `loader` once; the others wait for its value. The
+    /// loader runs in a task of its own, so a caller that stops waiting (its
+    /// future dropped, or its request timeout) does not cancel it for the
+    /// others, and its value is still stored. A loader error reaches every
+    /// waiter as an [`ErrorKind::Loader`] error (its text in the source) and
+    /// stores nothing; a loader that panics does the same; neither poisons
+    /// the name: the next call runs the loader again. Each caller waits at
+    /// most the request timeout.
+    ///
+    /// Counted as `get_or_set`: a hit when the value was cached, a miss when
+    /// it was loaded (or the caller waited for a load).
+    pub async fn get_or_set<T, F, Fut, E>(&self, name: &str, ttl: Ttl, loader: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let Some(engine) = self.engine() else {
+            return loader().await.map_err(|e| loader_failed(name, &e));
+        };
+        self.recorded(engine, Op::GetOrSet, async {
+            let cached = engine.call(Command::Get { key: name.into() }).await?;
+            match cached {
+                Reply::Value(Some(json)) => return Ok((decode(name, &json)?, Outcome::Hit)),
+                Reply::Value(None) => {}
+                other => return Err(unexpected(other)),
+            }
+            let flight = match self.inner.flights.join_or_start(name) {
+                flight::Joined::Follower(flight) => flight,
+                flight::Joined::Leader(flight, takeoff) => {
+                    let keystore = self.clone();
+                    let name: Arc<str> = name.into();
+                    let load = loader();
+                    // Detached: a leader that stops waiting cancels nothing.
+                    drop(engine::background::spawn(async move {
+                        takeoff.land(keystore.load_and_store(&name, ttl, load).await);
+                    }));
+                    flight
+                }
+            };
+            let deadline = Instant::now() + self.inner.config.engine.request_timeout;
+            let json = tokio::select! {
+                biased;
+                landed = flight => landed?,
+                _ = engine::timer::sleep_until(deadline) => {
+                    return Err(KeystoreError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "get_or_set of key {name:?} on {}: the loader did not finish within \
+                             {} ms (keystore.request_timeout_ms); it goes on, and stores its value",
+                            self.backend(),
+                            self.inner.config.engine.request_timeout.as_millis()
+                        ),
+                    ));
+                }
+            };
+            Ok((decode(name, &json)?, Outcome::Miss))
         })
         .await
     }
 
+    /// A flight's work: looks once more, runs the loader (catching a
+    /// panic), stores its value and answers the stored JSON text.
+    async fn load_and_store<T, E>(
+        &self,
+        name: &str,
+        ttl: Ttl,
+        load: impl Future<Output = std::result::Result<T, E>>,
+    ) -> Result<Arc<str>>
+    where
+        T: Serialize,
+        E: std::fmt::Display,
+    {
+        // Another flight of this name may have stored the value between this
+        // caller's miss and the start of this flight: then no load at all.
+        if let Some(json) = self.get_json(name).await? {
+            return Ok(Arc::from(json));
+        }
+        let value = match std::panic::AssertUnwindSafe(load).catch_unwind().await {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => return Err(loader_failed(name, &e)),
+            Err(payload) => {
+                return Err(KeystoreError::new(
+                    ErrorKind::Loader,
+                    format!(
+                        "get_or_set of key {name:?}: the loader panicked ({}); nothing was stored",
+                        crate::backend::panic_text(payload.as_ref())
+                    ),
+                ));
+            }
+        };
+        let json = encode(name, &value)?;
+        let raw = serde_json::value::RawValue::from_string(json).map_err(|e| {
+            KeystoreError::new(
+                ErrorKind::Serialization,
+                format!("get_or_set of key {name:?}: the loaded value is not JSON"),
+            )
+            .with_source(e)
+        })?;
+        self.set_cache(name, &raw, ttl).await?;
+        Ok(Arc::from(raw.get()))
+    }
+
     /// Health check with the reason: PING on Redis/Dragonfly, a read on RocksDB.
     pub async fn ping(&self) -> Result<()> {
-        self.run(Op::Ping, || Ok(Command::Ping), done).await
+        let disabled = || {
+            Err(KeystoreError::new(
+                ErrorKind::Config,
+                "the keystore is disabled (keystore.enabled: false)",
+            ))
+        };
+        self.run(Op::Ping, disabled, || Ok(Command::Ping), done)
+            .await
     }
 
     /// Whether the backend answers (see [`ping`](Self::ping) for the reason when not).
@@ -411,16 +646,45 @@ impl Keystore {
     }
 }
 
-/// What an operation answers when the keystore is disabled.
-fn disabled_reply(op: Op) -> Result<Reply> {
-    match op {
-        Op::Get => Ok(Reply::Value(None)),
-        Op::Set => Ok(Reply::Done),
-        Op::Delete => Ok(Reply::Deleted(false)),
-        Op::Ping => Err(KeystoreError::new(
-            ErrorKind::Config,
-            "the keystore is disabled (keystore.enabled: false)",
-        )),
+/// `value` as JSON text, or an error naming `name`.
+fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| {
+        KeystoreError::new(
+            ErrorKind::Serialization,
+            format!("cannot encode the value for key {name:?} as JSON"),
+        )
+        .with_source(e)
+    })
+}
+
+/// The JSON text stored under `name`, decoded as `T`.
+fn decode<T: DeserializeOwned>(name: &str, json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        KeystoreError::new(
+            ErrorKind::Serialization,
+            format!(
+                "the value of key {name:?} is not a valid {}",
+                std::any::type_name::<T>()
+            ),
+        )
+        .with_source(e)
+    })
+}
+
+/// The error every waiter of a failed loader gets.
+fn loader_failed(name: &str, e: &dyn std::fmt::Display) -> KeystoreError {
+    KeystoreError::new(
+        ErrorKind::Loader,
+        format!("get_or_set of key {name:?}: the loader failed; nothing was stored"),
+    )
+    .with_source(e.to_string())
+}
+
+/// The finish step of operations answered by a count.
+fn count(reply: Reply) -> Result<u64> {
+    match reply {
+        Reply::Count(n) => Ok(n),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) struct EngineMetrics {
     backend: &'static str,
     hits: Counter,
     misses: Counter,
-    ops: [OpHandles; 4],
+    ops: [OpHandles; Op::COUNT],
     /// `(op, kind)` → counter, registered on first use (15 kinds × 4 ops would
     /// be 60 idle series).
     errors: Vec<((Op, ErrorKind), Counter)>,
@@ -65,7 +65,7 @@ impl EngineMetrics {
                 ]
             };
             let c = |result| registry.counter("objdatakey_operations_total", ol(result));
-            let is_get = op == Op::Get;
+            let is_get = op.has_hits();
             OpHandles {
                 hit: is_get.then(|| c("hit")),
                 miss: is_get.then(|| c("miss")),

@@ -21,11 +21,40 @@ pub enum Op {
     Delete,
     /// `has_keystore` / `ping`.
     Ping,
+    /// `get_many`.
+    GetMany,
+    /// `set_many`.
+    SetMany,
+    /// `delete_many`.
+    DeleteMany,
+    /// `delete_prefix`.
+    DeletePrefix,
+    /// `clear`.
+    Clear,
+    /// `ttl`.
+    Ttl,
+    /// `get_or_set`: a hit when the value was cached, a miss when it was loaded.
+    GetOrSet,
 }
 
 impl Op {
+    /// How many ops there are.
+    pub const COUNT: usize = 11;
+
     /// Every op, in label order.
-    pub const ALL: [Op; 4] = [Op::Get, Op::Set, Op::Delete, Op::Ping];
+    pub const ALL: [Op; Op::COUNT] = [
+        Op::Get,
+        Op::Set,
+        Op::Delete,
+        Op::Ping,
+        Op::GetMany,
+        Op::SetMany,
+        Op::DeleteMany,
+        Op::DeletePrefix,
+        Op::Clear,
+        Op::Ttl,
+        Op::GetOrSet,
+    ];
 
     /// The `op` label value.
     #[must_use]
@@ -35,7 +64,20 @@ impl Op {
             Op::Set => "set",
             Op::Delete => "delete",
             Op::Ping => "ping",
+            Op::GetMany => "get_many",
+            Op::SetMany => "set_many",
+            Op::DeleteMany => "delete_many",
+            Op::DeletePrefix => "delete_prefix",
+            Op::Clear => "clear",
+            Op::Ttl => "ttl",
+            Op::GetOrSet => "get_or_set",
         }
+    }
+
+    /// Whether the op's successes are hits and misses (else just `ok`).
+    #[must_use]
+    pub fn has_hits(self) -> bool {
+        matches!(self, Op::Get | Op::GetOrSet)
     }
 
     pub(crate) fn index(self) -> usize {

@@ -109,9 +109,9 @@ struct Stripe {
     /// Per op and result (ok, hit, miss): [`LatencyHistogram`]'s buckets.
     /// A bucket per result, so one add counts both the result and the
     /// latency.
-    buckets: [[[AtomicU64; BUCKETS]; 3]; 4],
-    sum_ns: [AtomicU64; 4],
-    max_ns: [AtomicU64; 4],
+    buckets: [[[AtomicU64; BUCKETS]; 3]; Op::COUNT],
+    sum_ns: [AtomicU64; Op::COUNT],
+    max_ns: [AtomicU64; Op::COUNT],
 }
 
 fn atomics<const N: usize>() -> [AtomicU64; N] {
@@ -157,7 +157,7 @@ impl OpCounters {
     pub(crate) fn totals(&self) -> OpTotals {
         let mut t = OpTotals::default();
         for s in self.stripes.iter() {
-            for i in 0..4 {
+            for i in 0..Op::COUNT {
                 for r in 0..3 {
                     for (b, n) in s.buckets[i][r].iter().enumerate() {
                         let n = n.load(Ordering::Relaxed);
@@ -176,20 +176,20 @@ impl OpCounters {
 /// Sums of [`OpCounters`], or the difference of two sums.
 #[derive(Clone)]
 pub(crate) struct OpTotals {
-    pub(super) results: [[u64; 3]; 4],
-    pub(super) buckets: Box<[[u64; BUCKETS]; 4]>,
-    pub(super) sum_ns: [u64; 4],
+    pub(super) results: [[u64; 3]; Op::COUNT],
+    pub(super) buckets: Box<[[u64; BUCKETS]; Op::COUNT]>,
+    pub(super) sum_ns: [u64; Op::COUNT],
     /// The largest latency so far (not a difference).
-    pub(super) max_ns: [u64; 4],
+    pub(super) max_ns: [u64; Op::COUNT],
 }
 
 impl Default for OpTotals {
     fn default() -> Self {
         OpTotals {
-            results: [[0; 3]; 4],
-            buckets: Box::new([[0; BUCKETS]; 4]),
-            sum_ns: [0; 4],
-            max_ns: [0; 4],
+            results: [[0; 3]; Op::COUNT],
+            buckets: Box::new([[0; BUCKETS]; Op::COUNT]),
+            sum_ns: [0; Op::COUNT],
+            max_ns: [0; Op::COUNT],
         }
     }
 }
@@ -198,7 +198,7 @@ impl OpTotals {
     /// What was added since `earlier` (an older sum of the same counters).
     pub(crate) fn since(&self, earlier: &OpTotals) -> OpTotals {
         let mut d = self.clone();
-        for i in 0..4 {
+        for i in 0..Op::COUNT {
             for r in 0..3 {
                 d.results[i][r] -= earlier.results[i][r];
             }

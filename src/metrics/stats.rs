@@ -26,11 +26,11 @@ pub struct OpStats {
 pub struct Stats {
     /// The active backend.
     pub backend: BackendKind,
-    /// `get_cache` calls that found a live value.
+    /// Reads (`get_cache`, `get_or_set`) that found a live value.
     pub hits: u64,
-    /// `get_cache` calls that found nothing or an expired value.
+    /// Reads that found nothing or an expired value.
     pub misses: u64,
-    /// Per-operation counts and latency.
+    /// Per-operation counts and latency ([`Stats::op`] gives them by [`Op`]).
     pub get: OpStats,
     /// See [`Stats::get`].
     pub set: OpStats,
@@ -38,6 +38,20 @@ pub struct Stats {
     pub delete: OpStats,
     /// See [`Stats::get`].
     pub ping: OpStats,
+    /// See [`Stats::get`].
+    pub get_many: OpStats,
+    /// See [`Stats::get`].
+    pub set_many: OpStats,
+    /// See [`Stats::get`].
+    pub delete_many: OpStats,
+    /// See [`Stats::get`].
+    pub delete_prefix: OpStats,
+    /// See [`Stats::get`].
+    pub clear: OpStats,
+    /// See [`Stats::get`].
+    pub ttl: OpStats,
+    /// See [`Stats::get`].
+    pub get_or_set: OpStats,
     /// Failed calls by error kind.
     pub errors_by_kind: Vec<(ErrorKind, u64)>,
     /// Requests admitted and not yet answered.
@@ -59,25 +73,9 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// A snapshot of nothing done yet.
     pub(crate) fn empty(backend: BackendKind) -> Self {
-        Stats {
-            backend,
-            hits: 0,
-            misses: 0,
-            get: OpStats::default(),
-            set: OpStats::default(),
-            delete: OpStats::default(),
-            ping: OpStats::default(),
-            errors_by_kind: Vec::new(),
-            in_flight: 0,
-            max_in_flight: 0,
-            backend_restarts: 0,
-            janitor_sweeps: 0,
-            janitor_removed: 0,
-            events_dropped: 0,
-            backend_up: false,
-            janitor_sweep_failures: 0,
-        }
+        Aggregate::default().snapshot(backend)
     }
 
     /// `hits / (hits + misses)`, or `None` before the first get.
@@ -101,6 +99,13 @@ impl Stats {
             Op::Set => &self.set,
             Op::Delete => &self.delete,
             Op::Ping => &self.ping,
+            Op::GetMany => &self.get_many,
+            Op::SetMany => &self.set_many,
+            Op::DeleteMany => &self.delete_many,
+            Op::DeletePrefix => &self.delete_prefix,
+            Op::Clear => &self.clear,
+            Op::Ttl => &self.ttl,
+            Op::GetOrSet => &self.get_or_set,
         }
     }
 }
@@ -110,9 +115,9 @@ impl Stats {
 pub(crate) struct Aggregate {
     pub hits: u64,
     pub misses: u64,
-    pub counts: [u64; 4],
-    pub errors: [u64; 4],
-    pub latency: [LatencyHistogram; 4],
+    pub counts: [u64; Op::COUNT],
+    pub errors: [u64; Op::COUNT],
+    pub latency: [LatencyHistogram; Op::COUNT],
     pub errors_by_kind: Vec<(ErrorKind, u64)>,
     pub restarts: u64,
     pub sweeps: u64,
@@ -169,20 +174,31 @@ impl Aggregate {
             errors: self.errors[o.index()],
             latency: self.latency[o.index()].summary(),
         };
-        let mut s = Stats::empty(backend);
-        s.hits = self.hits;
-        s.misses = self.misses;
-        s.get = op(Op::Get);
-        s.set = op(Op::Set);
-        s.delete = op(Op::Delete);
-        s.ping = op(Op::Ping);
-        s.errors_by_kind = self.errors_by_kind.clone();
-        s.backend_restarts = self.restarts;
-        s.janitor_sweeps = self.sweeps;
-        s.janitor_removed = self.removed;
-        s.janitor_sweep_failures = self.sweep_failures;
-        s.backend_up = self.up;
-        s
+        Stats {
+            backend,
+            hits: self.hits,
+            misses: self.misses,
+            get: op(Op::Get),
+            set: op(Op::Set),
+            delete: op(Op::Delete),
+            ping: op(Op::Ping),
+            get_many: op(Op::GetMany),
+            set_many: op(Op::SetMany),
+            delete_many: op(Op::DeleteMany),
+            delete_prefix: op(Op::DeletePrefix),
+            clear: op(Op::Clear),
+            ttl: op(Op::Ttl),
+            get_or_set: op(Op::GetOrSet),
+            errors_by_kind: self.errors_by_kind.clone(),
+            in_flight: 0,
+            max_in_flight: 0,
+            backend_restarts: self.restarts,
+            janitor_sweeps: self.sweeps,
+            janitor_removed: self.removed,
+            events_dropped: 0,
+            backend_up: self.up,
+            janitor_sweep_failures: self.sweep_failures,
+        }
     }
 }
 

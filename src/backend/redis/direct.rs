@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::FutureExt;
-use redis::RedisError;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 
 use super::RedisTarget;
+use super::commands::{Failure, run_once};
 use crate::backend::{Command, Deadline, Reply, Supervision};
-use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::error::Result;
 use crate::metrics::Recorder;
 
 /// The connection the commands go through; cloning it is cheap.
@@ -57,8 +57,8 @@ impl RedisDirect {
     }
 
     /// Runs `command` over `conn` on the calling task (see the module docs),
-    /// answering [`ErrorKind::Timeout`] at the deadline. A panic inside is
-    /// caught, answered as [`ErrorKind::Panic`] and reported to the
+    /// answering [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) at the deadline. A panic inside is
+    /// caught, answered as [`ErrorKind::Panic`](crate::ErrorKind::Panic) and reported to the
     /// supervisor, which restarts the backend.
     pub(crate) async fn call(
         &self,
@@ -112,8 +112,7 @@ impl Liveness {
     }
 }
 
-/// Runs one command, retrying once on a dropped connection where repeating
-/// it is harmless (GET, SET, PING; not DEL, whose answer could be wrong).
+/// Runs one command, retrying reads once on a dropped connection.
 async fn execute(
     target: &RedisTarget,
     conn: Conn,
@@ -121,13 +120,17 @@ async fn execute(
     deadline: Deadline,
     up: &Liveness,
 ) -> Result<Reply> {
+    // Only reads are repeated. A write whose connection dropped may have
+    // reached the server: repeating it could overwrite a newer value another
+    // client wrote meanwhile (or count a delete twice), so its caller gets
+    // the connection error and decides.
     let retry_safe = matches!(
         command,
-        Command::Get { .. } | Command::Set { .. } | Command::Ping
+        Command::Get { .. } | Command::GetMany { .. } | Command::Ttl { .. } | Command::Ping
     );
     let mut first = true;
     loop {
-        match run_once(target, conn.clone(), command).await {
+        match run_once(target, conn.clone(), command, deadline).await {
             Ok(reply) => {
                 up.set(true);
                 return Ok(reply);
@@ -153,83 +156,6 @@ async fn execute(
                 return Err(target.error(&command.describe(), &e));
             }
             Err(Failure::Ours(e)) => return Err(e),
-        }
-    }
-}
-
-enum Failure {
-    Redis(RedisError),
-    Ours(KeystoreError),
-}
-
-impl From<RedisError> for Failure {
-    fn from(e: RedisError) -> Self {
-        Failure::Redis(e)
-    }
-}
-
-async fn query<T: redis::FromRedisValue>(
-    conn: Conn,
-    cmd: &redis::Cmd,
-) -> std::result::Result<T, RedisError> {
-    match conn {
-        Conn::Single(mut c) => cmd.query_async(&mut c).await,
-        Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-    }
-}
-
-async fn run_once(
-    target: &RedisTarget,
-    conn: Conn,
-    command: &Command,
-) -> std::result::Result<Reply, Failure> {
-    match command {
-        Command::Get { key } => {
-            let raw: Option<Vec<u8>> = query(conn, redis::cmd("GET").arg(&**key)).await?;
-            match raw {
-                None => Ok(Reply::Value(None)),
-                Some(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => Ok(Reply::Value(Some(text))),
-                    Err(_) => Err(Failure::Ours(KeystoreError::new(
-                        ErrorKind::CorruptValue,
-                        format!(
-                            "the value of key {key:?} on {} ({}) is not UTF-8 JSON text; \
-                             it was not written by objdatakey or a JSON-writing client",
-                            target.kind, target.address
-                        ),
-                    ))),
-                },
-            }
-        }
-        Command::Set { key, json, ttl } => {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&**key).arg(json.as_str());
-            if let Some(secs) = ttl {
-                cmd.arg("EX").arg(*secs);
-            }
-            let _: () = query(conn, &cmd).await?;
-            Ok(Reply::Done)
-        }
-        Command::Delete { key } => {
-            let n: i64 = query(conn, redis::cmd("DEL").arg(&**key)).await?;
-            Ok(Reply::Deleted(n > 0))
-        }
-        Command::Ping => {
-            let _: String = query(conn, &redis::cmd("PING")).await?;
-            Ok(Reply::Done)
-        }
-        // Servers expire keys themselves.
-        Command::Sweep { .. } => Ok(Reply::Swept {
-            removed: 0,
-            scanned: 0,
-            more: false,
-        }),
-        #[cfg(feature = "fault-injection")]
-        Command::Panic => panic!("injected panic in the {} backend", target.kind),
-        #[cfg(feature = "fault-injection")]
-        Command::Stall(d) => {
-            tokio::time::sleep(*d).await;
-            Ok(Reply::Done)
         }
     }
 }

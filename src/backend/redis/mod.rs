@@ -9,6 +9,8 @@
 //!   connection recover while nobody sends), and is restarted by the
 //!   supervisor when a call panics or it stops. Requests that arrive before
 //!   a connection is ready (a cluster still opening) wait in the actor.
+//! - [`commands`]: what each command sends, batches split by hash slot
+//!   ([`slot`]) on a cluster, prefix deletes by `SCAN` + `UNLINK`.
 //! - [`direct`]: [`RedisDirect`], published by the actor once a connection
 //!   is ready. The handle runs commands over it on the caller's own task,
 //!   with no mailbox hop; only the socket I/O runs where the connection's
@@ -30,8 +32,10 @@
 //! use redis-py with `json.dumps` + `setex` read and write the same keys.
 
 pub(crate) mod actor;
+pub(crate) mod commands;
 pub(crate) mod direct;
 pub(crate) mod errors;
+pub(crate) mod slot;
 pub(crate) mod target;
 
 pub(crate) use actor::RedisActor;

@@ -60,6 +60,14 @@ impl RocksWorker {
                 Reply::Done
             }
             Command::Delete { key } => Reply::Deleted(self.store.delete(key)?),
+            Command::Ttl { key } => Reply::Remaining(self.store.ttl(key)?),
+            Command::GetMany { keys } => Reply::Values(self.store.get_many(keys)?),
+            Command::SetMany { entries, ttl } => {
+                self.store.set_many(entries, *ttl)?;
+                Reply::Done
+            }
+            Command::DeleteMany { keys } => Reply::Count(self.store.delete_many(keys)?),
+            Command::DeletePrefix { prefix } => Reply::Count(self.store.delete_prefix(prefix)?),
             Command::Ping => {
                 self.store.ping()?;
                 Reply::Done

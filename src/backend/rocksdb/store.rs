@@ -100,6 +100,7 @@ use crate::clock::Clock;
 use crate::config::RocksDbConfig;
 use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::format;
+use crate::ttl::Ttl;
 
 /// Number of write-lock stripes: enough that unrelated writes rarely share one.
 const STRIPES: usize = 64;
@@ -119,6 +120,17 @@ pub(crate) const PERIODIC_COMPACTION: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const FULL_COMPACTION_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// Index entries moved per write batch when migrating an old database.
 const MIGRATE_BATCH: usize = 10_000;
+
+thread_local! {
+    /// Read options that answer from memory only (memtables, block cache).
+    /// Built once per thread: creating RocksDB read options allocates a C++
+    /// object, a noticeable share of a warm read.
+    static MEMORY_ONLY: ReadOptions = {
+        let mut ro = ReadOptions::default();
+        ro.set_read_tier(ReadTier::BlockCache);
+        ro
+    };
+}
 
 /// An open RocksDB database plus what the engine needs around it.
 pub(crate) struct RocksStore {
@@ -440,15 +452,6 @@ impl RocksStore {
     /// answer would need disk I/O: the caller then queues the read on the
     /// worker pool. Safe to call on an async thread: it never blocks on I/O.
     pub(crate) fn get_in_memory(&self, key: &str) -> Option<Result<Option<String>>> {
-        thread_local! {
-            // Built once per thread: creating RocksDB read options allocates
-            // a C++ object, a noticeable share of a warm read.
-            static MEMORY_ONLY: ReadOptions = {
-                let mut ro = ReadOptions::default();
-                ro.set_read_tier(ReadTier::BlockCache);
-                ro
-            };
-        }
         let read = MEMORY_ONLY.with(|ro| self.db.get_pinned_opt(key.as_bytes(), ro));
         match read {
             Ok(None) => Some(Ok(None)),
@@ -466,6 +469,207 @@ impl RocksStore {
             return Ok(None);
         }
         Ok(Some(entry.data))
+    }
+
+    /// The JSON text of each of `keys` (in their order), `None` for those
+    /// missing or expired: one `MultiGet`, values pinned, not copied.
+    pub(crate) fn get_many(&self, keys: &[Arc<str>]) -> Result<Vec<Option<String>>> {
+        self.get_many_with(keys, &ReadOptions::default())
+            .map_err(|(key, e)| self.db_error("get_many", key, e))?
+    }
+
+    /// [`get_many`](Self::get_many) from memory only (see
+    /// [`get_in_memory`](Self::get_in_memory)); `None` when any key needs a
+    /// file read.
+    pub(crate) fn get_many_in_memory(
+        &self,
+        keys: &[Arc<str>],
+    ) -> Option<Result<Vec<Option<String>>>> {
+        MEMORY_ONLY.with(|ro| self.get_many_with(keys, ro)).ok()
+    }
+
+    /// The values of `keys` read with `ro`; the outer error is the first
+    /// failed read, with its key.
+    #[allow(clippy::type_complexity)]
+    fn get_many_with<'k>(
+        &self,
+        keys: &'k [Arc<str>],
+        ro: &ReadOptions,
+    ) -> std::result::Result<Result<Vec<Option<String>>>, (&'k str, rocksdb::Error)> {
+        let cf = self
+            .db
+            .cf_handle(DEFAULT_COLUMN_FAMILY_NAME)
+            .expect("the default column family always exists");
+        let found =
+            self.db
+                .batched_multi_get_cf_opt(cf, keys.iter().map(|k| k.as_bytes()), false, ro);
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, read) in keys.iter().zip(found) {
+            match read {
+                Ok(None) => out.push(None),
+                Ok(Some(bytes)) => match self.live_value(key, &bytes) {
+                    Ok(v) => out.push(v),
+                    Err(e) => return Ok(Err(e)),
+                },
+                Err(e) => return Err((key, e)),
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    /// Stores every `(key, json)` of `entries` for `ttl`: one write batch for
+    /// the values and one for their index entries (index first, as in
+    /// [`set`](Self::set)), under the stripes of all the keys.
+    pub(crate) fn set_many(&self, entries: &[(Arc<str>, String)], ttl: Option<u64>) -> Result<()> {
+        let Some((first, _)) = entries.first() else {
+            return Ok(());
+        };
+        let expires_at = format::expires_at(self.now(), ttl);
+        let (mut values, mut index) = (WriteBatch::default(), WriteBatch::default());
+        for (key, json) in entries {
+            values.put(key.as_bytes(), format::encode(json, expires_at));
+            if expires_at >= 0 {
+                index.put(index_key(expires_at as u64, key.as_bytes()), []);
+            }
+        }
+        let _guards = self.lock_all(entries.iter().map(|(k, _)| k.as_bytes()));
+        if !index.is_empty() {
+            self.index
+                .write(index)
+                .map_err(|e| self.db_error("expiry index write", first, e))?;
+        }
+        self.db
+            .write_opt(values, &self.write_opts)
+            .map_err(|e| self.db_error("set_many write", first, e))
+    }
+
+    /// Deletes `keys`; answers how many held a live value (a key named twice
+    /// counts once).
+    pub(crate) fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
+        let mut unique: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let Some(first) = unique.first().copied() else {
+            return Ok(0);
+        };
+        let _guards = self.lock_all(unique.iter().map(|k| k.as_bytes()));
+        let cf = self
+            .db
+            .cf_handle(DEFAULT_COLUMN_FAMILY_NAME)
+            .expect("the default column family always exists");
+        let found = self.db.batched_multi_get_cf_opt(
+            cf,
+            unique.iter().map(|k| k.as_bytes()),
+            true,
+            &ReadOptions::default(),
+        );
+        let now = self.now();
+        let mut existed = 0;
+        let mut batch = WriteBatch::default();
+        for (key, read) in unique.iter().zip(found) {
+            if let Some(bytes) = read.map_err(|e| self.db_error("get", key, e))?
+                // A value in a foreign format is still a value: deleting it is how to fix it.
+                && format::decode(&bytes).map_or(true, |e| !e.is_expired(now))
+            {
+                existed += 1;
+            }
+            batch.delete(key.as_bytes());
+        }
+        self.db
+            .write_opt(batch, &self.write_opts)
+            .map_err(|e| self.db_error("delete", first, e))?;
+        Ok(existed)
+    }
+
+    /// Deletes every key that starts with `prefix` (`""`: every key, and the
+    /// whole expiry index) with one range deletion; answers how many live
+    /// values were removed. Their index entries stay until the sweep meets
+    /// them (it drops entries whose value is gone): the index is ordered by
+    /// expiry, not by name, so it has no range to delete by prefix.
+    pub(crate) fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let fail = |e| {
+            KeystoreError::new(
+                ErrorKind::Backend,
+                format!(
+                    "RocksDB delete of the keys starting with {prefix:?} in {} failed",
+                    self.path.display()
+                ),
+            )
+            .with_source(e)
+        };
+        let from = prefix.as_bytes();
+        let mut ro = ReadOptions::default();
+        let upper = successor(from);
+        if let Some(u) = &upper {
+            ro.set_iterate_upper_bound(u.clone());
+        }
+        let now = self.now();
+        let (mut live, mut last) = (0u64, None::<Box<[u8]>>);
+        for item in self
+            .db
+            .iterator_opt(IteratorMode::From(from, Direction::Forward), ro)
+        {
+            let (k, v) = item.map_err(fail)?;
+            if format::decode(&v).map_or(true, |e| !e.is_expired(now)) {
+                live += 1;
+            }
+            last = Some(k);
+        }
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        // Up to the prefix's successor, or (no successor: the empty prefix)
+        // just past the last key seen; a key written after the scan and
+        // sorting past it is a write that came after the clear.
+        let to = upper.unwrap_or_else(|| {
+            let mut t = last.to_vec();
+            t.push(0);
+            t
+        });
+        let mut batch = WriteBatch::default();
+        batch.delete_range(from, &to[..]);
+        self.db.write_opt(batch, &self.write_opts).map_err(fail)?;
+        if prefix.is_empty() {
+            let mut index = WriteBatch::default();
+            index.delete_range(&INDEX_PREFIX[..], &[0xFF, b'x' + 1][..]);
+            self.index.write(index).map_err(fail)?;
+        }
+        Ok(live)
+    }
+
+    /// The remaining lifetime of `key`: `None` when missing or expired,
+    /// [`Ttl::Never`] for a value without expiry, else the whole seconds
+    /// left, rounded down but at least 1 while the value lives. (Expiry is
+    /// stored rounded up to a whole second, so right after a write with
+    /// `EX n` this answers `n`, as Redis does.)
+    pub(crate) fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        let Some(bytes) = self
+            .db
+            .get_pinned(key.as_bytes())
+            .map_err(|e| self.db_error("get", key, e))?
+        else {
+            return Ok(None);
+        };
+        let entry = format::decode(&bytes).map_err(|why| self.corrupt(key, &why))?;
+        let now = self.now();
+        Ok(if entry.expires_at < 0.0 {
+            Some(Ttl::Never)
+        } else if entry.is_expired(now) {
+            None
+        } else {
+            Some(Ttl::Seconds(
+                ((entry.expires_at - now).floor() as u64).max(1),
+            ))
+        })
+    }
+
+    /// Locks the stripes of `keys`, in stripe order: a single write holds one
+    /// stripe, so taking several in this order cannot deadlock.
+    fn lock_all<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = keys.map(|k| self.stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes.iter().map(|&s| self.stripes[s].lock()).collect()
     }
 
     /// Stores `json` under `key`; `ttl` in seconds, `None` for never.
@@ -487,20 +691,7 @@ impl RocksStore {
 
     /// Deletes `key`; answers whether a live (unexpired) value was there.
     pub(crate) fn delete(&self, key: &str) -> Result<bool> {
-        let _guard = self.lock(key.as_bytes());
-        let existed = match self
-            .db
-            .get_pinned(key.as_bytes())
-            .map_err(|e| self.db_error("get", key, e))?
-        {
-            None => false,
-            // A value in a foreign format is still a value: deleting it is how to fix it.
-            Some(bytes) => format::decode(&bytes).map_or(true, |e| !e.is_expired(self.now())),
-        };
-        self.db
-            .delete_opt(key.as_bytes(), &self.write_opts)
-            .map_err(|e| self.db_error("delete", key, e))?;
-        Ok(existed)
+        Ok(self.delete_many(&[key])? > 0)
     }
 
     /// Health check: the database answers a read.
@@ -586,15 +777,12 @@ impl RocksStore {
         now: f64,
         out: &mut SweepOutcome,
     ) -> Result<()> {
-        // Lock every stripe the batch touches, in stripe order (sets hold at most
-        // one stripe, so this order cannot deadlock), then check and delete.
-        let mut stripes: Vec<usize> = candidates
-            .iter()
-            .filter_map(|(k, _)| parse_index_key(k).map(|(_, key)| self.stripe(key)))
-            .collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let _guards: Vec<_> = stripes.iter().map(|&s| self.stripes[s].lock()).collect();
+        // Lock every stripe the batch touches, then check and delete.
+        let _guards = self.lock_all(
+            candidates
+                .iter()
+                .filter_map(|(k, _)| parse_index_key(k).map(|(_, key)| key)),
+        );
         let (mut values, mut index) = (WriteBatch::default(), WriteBatch::default());
         for (idx, exp) in candidates {
             let Some((_, key)) = parse_index_key(idx) else {
@@ -625,6 +813,15 @@ impl RocksStore {
         )
         .with_source(e)
     }
+}
+
+/// The smallest byte string greater than every string that starts with
+/// `prefix`; `None` when there is none (`prefix` empty or all `0xFF`).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let end = prefix.iter().rposition(|&b| b != 0xFF)?;
+    let mut s = prefix[..=end].to_vec();
+    s[end] += 1;
+    Some(s)
 }
 
 fn index_key(expires_at: u64, key: &[u8]) -> Vec<u8> {
@@ -697,6 +894,16 @@ fn open_error(path: &Path, e: rocksdb::Error) -> KeystoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_successor_bounds_exactly_the_keys_with_the_prefix() {
+        assert_eq!(successor(b"user:"), Some(b"user;".to_vec()));
+        assert_eq!(successor(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"\xff"), None);
+        assert_eq!(successor(b""), None);
+        let s = successor("ü".as_bytes()).unwrap();
+        assert!("ü".as_bytes() < &s[..] && "üz".as_bytes() < &s[..] && "ý".as_bytes() >= &s[..]);
+    }
 
     #[test]
     fn index_keys_sort_by_expiry_and_parse_back() {

@@ -75,9 +75,27 @@ pub struct LoadArgs {
     /// `never` by default, so a write run followed by a read run still hits.
     #[arg(long, value_name = "SECONDS|never", default_value = "never")]
     ttl: Ttl,
+    /// What each operation is: `mixed` (get_cache or set_cache, by
+    /// --read-ratio) or `get-or-set` (get_or_set over the key space, whose
+    /// loader sleeps --loader-ms and is counted: `loader_calls`).
+    #[arg(long, value_enum, default_value_t = Mode::Mixed)]
+    mode: Mode,
+    /// get-or-set mode: milliseconds each loader call sleeps (a slow source).
+    #[arg(long, value_name = "MS", default_value_t = 1)]
+    loader_ms: u64,
     /// Print the summary as one JSON object on stdout (no other stdout output).
     #[arg(long)]
     json: bool,
+}
+
+/// What the operations of a run are.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// get_cache and set_cache, mixed by --read-ratio.
+    Mixed,
+    /// get_or_set with a counted, sleeping loader: with C callers over K keys
+    /// starting empty and a TTL longer than the run, the loader runs K times.
+    GetOrSet,
 }
 
 fn parse_ratio(s: &str) -> Result<f64, String> {
@@ -155,6 +173,9 @@ pub fn run(
         read_ratio: args.read_ratio,
         ttl: args.ttl,
         value,
+        mode: args.mode,
+        loader_sleep: Duration::from_millis(args.loader_ms),
+        loader_calls: AtomicU64::new(0),
     });
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -193,6 +214,8 @@ pub fn run(
         ttl: args.ttl,
         elapsed,
         counts: Counts::merge(tasks)?,
+        loader_calls: (args.mode == Mode::GetOrSet)
+            .then(|| plan.loader_calls.load(Ordering::Relaxed)),
         rss_start,
         mem,
         rss_end: rss_bytes(),

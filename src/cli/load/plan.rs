@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use objdatakey::{Keystore, Ttl};
 use serde::de::IgnoredAny;
 
-use super::PROGRESS_BATCH;
+use super::{Mode, PROGRESS_BATCH};
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Until {
@@ -30,6 +30,11 @@ pub(super) struct Plan {
     pub(super) ttl: Ttl,
     /// The stored value: a JSON string whose text is `--value-bytes` long.
     pub(super) value: String,
+    pub(super) mode: Mode,
+    /// get-or-set mode: how long a loader call takes.
+    pub(super) loader_sleep: Duration,
+    /// get-or-set mode: loader calls so far.
+    pub(super) loader_calls: AtomicU64,
 }
 
 impl Plan {
@@ -120,7 +125,19 @@ pub(super) async fn task(
         }
         key.clear();
         let _ = write!(key, "load:{:08}", i % plan.keys);
-        let outcome = if plan.is_read(i) {
+        let outcome = if plan.mode == Mode::GetOrSet {
+            r.gets += 1;
+            let source = plan.clone();
+            let load = move || async move {
+                source.loader_calls.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(source.loader_sleep).await;
+                Ok::<_, String>(source.value.clone())
+            };
+            keystore
+                .get_or_set::<String, _, _, _>(&key, plan.ttl, load)
+                .await
+                .map(|_| ())
+        } else if plan.is_read(i) {
             r.gets += 1;
             match keystore.get_cache::<IgnoredAny>(&key).await {
                 Ok(Some(_)) => {
@@ -174,6 +191,9 @@ mod tests {
             read_ratio: 0.3,
             ttl: Ttl::Never,
             value: String::new(),
+            mode: Mode::Mixed,
+            loader_sleep: Duration::ZERO,
+            loader_calls: AtomicU64::new(0),
         };
         let reads = (0..100_000).filter(|&i| plan.is_read(i)).count();
         assert!((28_000..32_000).contains(&reads), "{reads}");

@@ -22,6 +22,8 @@ pub(super) struct Summary {
     pub(super) mem: MemorySamples,
     pub(super) rss_end: Option<u64>,
     pub(super) peak_rss: Option<u64>,
+    /// get-or-set mode: how many times the loader ran.
+    pub(super) loader_calls: Option<u64>,
 }
 
 impl Summary {
@@ -33,7 +35,12 @@ impl Summary {
         self.ops() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Hits over reads; `None` in get-or-set mode, where a read that
+    /// waited for another caller's load is neither (see `loader_calls`).
     fn hit_rate(&self) -> Option<f64> {
+        if self.loader_calls.is_some() {
+            return None;
+        }
         (self.counts.gets > 0).then(|| self.counts.hits as f64 / self.counts.gets as f64)
     }
 
@@ -98,6 +105,7 @@ impl Summary {
             "rss_max_after_warm_bytes": self.mem.max_after_warm,
             "rss_end_bytes": self.rss_end,
             "peak_rss_bytes": self.peak_rss,
+            "loader_calls": self.loader_calls,
         })
     }
 
@@ -131,6 +139,9 @@ impl Summary {
                 self.counts.sets
             ),
             None => println!("reads: 0 (hit rate n/a); writes: {}", self.counts.sets),
+        }
+        if let Some(n) = self.loader_calls {
+            println!("loader calls: {n} (get-or-set mode)");
         }
         if self.counts.errors.is_empty() {
             println!("errors: 0");

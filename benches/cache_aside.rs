@@ -1,0 +1,253 @@
+//! The cache-aside operations against their one-at-a-time equivalents, in
+//! one run, as ratios:
+//!
+//! - `get_many` of 100 present keys vs 100 sequential `get_cache` calls from
+//!   one caller (RocksDB and Redis): how much one round trip saves;
+//! - `get_or_set` of a present key vs `get_cache` of it (1 and 16 callers):
+//!   what the single-flight wrapper costs on a hit;
+//! - `delete_prefix` of 100 000 keys among 1 000 000 on Redis while 16
+//!   callers keep reading other keys: the readers' p99 during the delete vs
+//!   before it (SCAN + UNLINK a batch at a time must not stall them).
+//!
+//! `cargo bench --bench cache_aside` (add `-- --quick`, or set
+//! `OBJDATAKEY_BENCH_QUICK=1`, for a short run).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use objdatakey::{BackendKind, Config, Keystore, Ttl};
+use serde::de::IgnoredAny;
+
+/// Keys per batch.
+const BATCH: usize = 100;
+
+fn main() {
+    let quick = support::quick();
+    let rounds = if quick { 3 } else { 7 };
+    let rt = support::runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rocks = support::open_handle(dir.path(), objdatakey::Clock::system());
+    let server = support::start_redis();
+    let redis = server.as_ref().map(|(_, port)| {
+        let mut c = Config {
+            backend: BackendKind::Redis,
+            ..Config::default()
+        };
+        c.redis.ip = "127.0.0.1".into();
+        c.redis.port = *port;
+        Keystore::builder()
+            .config(c)
+            .metrics(support::metrics_on())
+            .build()
+            .expect("redis keystore")
+    });
+    let mut stores = vec![("rocksdb", &rocks)];
+    if let Some(r) = &redis {
+        stores.push(("redis", r));
+    }
+    println!(
+        "cache-aside operations: median of {rounds} alternating rounds, {} cores",
+        support::cores()
+    );
+
+    println!("\nget_many of {BATCH} present keys vs {BATCH} sequential get_cache, 1 caller");
+    println!(
+        "{:<10} {:>16} {:>16} {:>9}",
+        "backend", "sequential us", "get_many us", "ratio"
+    );
+    for (name, ks) in &stores {
+        support::fill_handle(&rt, ks, &support::value(64));
+        let names: Vec<String> = (0..BATCH as u64).map(support::key).collect();
+        let reps = if quick { 200 } else { 1000 };
+        let (seq, many, ratio) = support::alternate_rounds(
+            rounds,
+            || {
+                per_batch_us(&rt, reps, || async {
+                    for n in &names {
+                        let v = ks.get_cache::<IgnoredAny>(n).await.expect("get");
+                        assert!(v.is_some());
+                    }
+                })
+            },
+            || {
+                per_batch_us(&rt, reps, || async {
+                    let v = ks
+                        .get_many::<IgnoredAny, _>(&names)
+                        .await
+                        .expect("get_many");
+                    assert!(v.iter().all(Option::is_some));
+                })
+            },
+        );
+        // The ratio of the two times: the speed-up of one round trip.
+        println!("{name:<10} {seq:>16.1} {many:>16.1} {ratio:>8.2}x");
+    }
+
+    println!("\nget_or_set of a present key vs get_cache of it");
+    println!(
+        "{:<10} {:>8} {:>14} {:>14} {:>9}",
+        "backend", "callers", "get ops/s", "g_o_s ops/s", "g_o_s/get"
+    );
+    let ops = if quick { 20_000 } else { 200_000 };
+    for (name, ks) in &stores {
+        for callers in [1, 16] {
+            let (get, gos, ratio) = support::alternate_rounds(
+                rounds,
+                || ops as f64 / run(&rt, ks, callers, ops, false).as_secs_f64(),
+                || ops as f64 / run(&rt, ks, callers, ops, true).as_secs_f64(),
+            );
+            println!(
+                "{name:<10} {callers:>8} {get:>14.0} {gos:>14.0} {:>8.3}x",
+                1.0 / ratio
+            );
+        }
+    }
+
+    if let Some(redis) = &redis {
+        prefix_delete(&rt, redis, quick);
+    }
+}
+
+/// Microseconds per call of `batch`, over `reps` calls.
+fn per_batch_us<F, Fut>(rt: &tokio::runtime::Runtime, reps: usize, batch: F) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    rt.block_on(async {
+        let started = Instant::now();
+        for _ in 0..reps {
+            batch().await;
+        }
+        started.elapsed().as_secs_f64() * 1e6 / reps as f64
+    })
+}
+
+/// `ops` reads of present keys from `callers` tasks: `get_or_set` when
+/// `via_get_or_set`, else `get_cache`.
+fn run(
+    rt: &tokio::runtime::Runtime,
+    ks: &Keystore,
+    callers: usize,
+    ops: u64,
+    via_get_or_set: bool,
+) -> Duration {
+    rt.block_on(async {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..callers as u64)
+            .map(|t| {
+                let ks = ks.clone();
+                tokio::spawn(async move {
+                    for i in (t..ops).step_by(callers) {
+                        let k = support::key(i);
+                        if via_get_or_set {
+                            let _: String = ks
+                                .get_or_set(&k, Ttl::Never, || async {
+                                    Err::<String, _>("every key is present")
+                                })
+                                .await
+                                .expect("get_or_set");
+                        } else {
+                            let v = ks.get_cache::<String>(&k).await.expect("get");
+                            assert!(v.is_some());
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("bench task");
+        }
+        started.elapsed()
+    })
+}
+
+/// Fills `total` keys (every tenth under `doomed:`), then measures reader
+/// p99 before and during `delete_prefix("doomed:")`.
+fn prefix_delete(rt: &tokio::runtime::Runtime, ks: &Keystore, quick: bool) {
+    let total: u64 = if quick { 100_000 } else { 1_000_000 };
+    let doomed = total / 10;
+    let value = support::value(64);
+    rt.block_on(async {
+        ks.clear().await.expect("clear");
+        let chunk = 1000u64;
+        let tasks: Vec<_> = (0..total / chunk)
+            .map(|c| {
+                let (ks, value) = (ks.clone(), value.clone());
+                tokio::spawn(async move {
+                    let entries: Vec<(String, &str)> = (c * chunk..(c + 1) * chunk)
+                        .map(|i| {
+                            let k = if i % 10 == 0 {
+                                format!("doomed:{i}")
+                            } else {
+                                format!("kept:{i}")
+                            };
+                            (k, value.as_str())
+                        })
+                        .collect();
+                    ks.set_many(&entries, Ttl::Never).await.expect("fill");
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("fill task");
+        }
+    });
+    let readers = 16;
+    let read_for = |during: bool| {
+        rt.block_on(async {
+            let stop = Arc::new(AtomicBool::new(false));
+            let tasks: Vec<_> = (0..readers)
+                .map(|r| {
+                    let (ks, stop) = (ks.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        let mut lat = Vec::new();
+                        let mut i = r;
+                        while !stop.load(Ordering::Relaxed) {
+                            let k = format!("kept:{}", (i * 7919 % total) | 1);
+                            let t = Instant::now();
+                            let _ = ks.get_cache::<IgnoredAny>(&k).await.expect("read");
+                            lat.push(t.elapsed());
+                            i += readers;
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            let (removed, took) = if during {
+                let t = Instant::now();
+                let n = ks.delete_prefix("doomed:").await.expect("delete_prefix");
+                (n, t.elapsed())
+            } else {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                (0, Duration::ZERO)
+            };
+            stop.store(true, Ordering::Relaxed);
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.expect("reader"));
+            }
+            all.sort();
+            let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
+            (p99, all.len(), removed, took)
+        })
+    };
+    let (before, n_before, _, _) = read_for(false);
+    let (during, n_during, removed, took) = read_for(true);
+    assert_eq!(
+        removed, doomed,
+        "delete_prefix removed {removed} of {doomed}"
+    );
+    println!(
+        "\ndelete_prefix of {doomed} keys among {total} on redis: {:.0} ms; \
+         {readers} readers' GET p99 before {:.0} us ({n_before} reads), during {:.0} us \
+         ({n_during} reads): {:.2}x",
+        took.as_secs_f64() * 1e3,
+        before.as_secs_f64() * 1e6,
+        during.as_secs_f64() * 1e6,
+        during.as_secs_f64() / before.as_secs_f64()
+    );
+}

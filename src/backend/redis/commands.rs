@@ -1,0 +1,445 @@
+//! What each [`Command`] sends to a Redis-protocol server, and how its reply
+//! becomes a [`Reply`].
+//!
+//! Batches are one round trip on a single server (MGET, a pipeline of SETs,
+//! one UNLINK). On a cluster they are split by hash slot ([`slot`](super::slot)),
+//! one command per slot sent concurrently, and reassembled in the caller's
+//! order; a slot whose node fails makes the whole batch fail with an error
+//! that names the keys of the failed slots, so no value can come back under
+//! the wrong name. Prefix deletes walk `SCAN MATCH` in batches (on a cluster,
+//! on every master), unlinking each batch as it comes: no single command
+//! blocks the server for long.
+
+use futures_util::future::join_all;
+use redis::RedisError;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+
+use super::slot::group_by_slot;
+use super::{Conn, RedisTarget};
+use crate::backend::{Command, Deadline, Reply};
+use crate::error::{ErrorKind, KeystoreError};
+use crate::ttl::Ttl;
+
+/// How much earlier than the call's deadline a cluster batch gives up on a
+/// slot, at most (a tenth of the request timeout when that is less).
+const GROUP_MARGIN: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Keys asked for per `SCAN` step of a prefix delete.
+const SCAN_COUNT: usize = 1000;
+
+/// Why a command failed: the server or connection (classified by the
+/// caller), or something this crate found wrong with the answer.
+pub(super) enum Failure {
+    Redis(RedisError),
+    Ours(KeystoreError),
+}
+
+impl From<RedisError> for Failure {
+    fn from(e: RedisError) -> Self {
+        Failure::Redis(e)
+    }
+}
+
+type Answer<T> = std::result::Result<T, Failure>;
+
+async fn query<T: redis::FromRedisValue>(conn: Conn, cmd: &redis::Cmd) -> Result<T, RedisError> {
+    match conn {
+        Conn::Single(mut c) => cmd.query_async(&mut c).await,
+        Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+    }
+}
+
+async fn query_pipe(conn: Conn, pipe: &redis::Pipeline) -> Result<(), RedisError> {
+    match conn {
+        Conn::Single(mut c) => pipe.query_async(&mut c).await,
+        Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+    }
+}
+
+/// Runs `command` once over `conn`.
+pub(super) async fn run_once(
+    target: &RedisTarget,
+    conn: Conn,
+    command: &Command,
+    deadline: Deadline,
+) -> Answer<Reply> {
+    match command {
+        Command::Get { key } => {
+            let raw: Option<Vec<u8>> = query(conn, redis::cmd("GET").arg(&**key)).await?;
+            Ok(Reply::Value(text(target, key, raw)?))
+        }
+        Command::Set { key, json, ttl } => {
+            let _: () = query(conn, &set_cmd(key, json, *ttl)).await?;
+            Ok(Reply::Done)
+        }
+        Command::Delete { key } => {
+            let n: i64 = query(conn, redis::cmd("DEL").arg(&**key)).await?;
+            Ok(Reply::Deleted(n > 0))
+        }
+        Command::Ttl { key } => {
+            let secs: i64 = query(conn, redis::cmd("TTL").arg(&**key)).await?;
+            // -2: no such key; -1: no expiry.
+            Ok(Reply::Remaining(match secs {
+                -1 => Some(Ttl::Never),
+                s if s >= 0 => Some(Ttl::Seconds(s as u64)),
+                _ => None,
+            }))
+        }
+        Command::GetMany { keys } => get_many(target, conn, keys, deadline)
+            .await
+            .map(Reply::Values),
+        Command::SetMany { entries, ttl } => {
+            per_slot(
+                target,
+                conn,
+                deadline,
+                "set_many",
+                entries,
+                |conn, group| async move {
+                    let mut pipe = redis::pipe();
+                    for (key, json) in group {
+                        pipe.add_command(set_cmd(key, json, *ttl)).ignore();
+                    }
+                    query_pipe(conn, &pipe).await
+                },
+            )
+            .await?;
+            Ok(Reply::Done)
+        }
+        Command::DeleteMany { keys } => {
+            let counts = per_slot(
+                target,
+                conn,
+                deadline,
+                "delete_many",
+                keys,
+                |conn, group| async move {
+                    let mut cmd = redis::cmd("UNLINK");
+                    for key in group {
+                        cmd.arg(&**key);
+                    }
+                    query::<u64>(conn, &cmd).await
+                },
+            )
+            .await?;
+            Ok(Reply::Count(counts.into_iter().map(|(_, n)| n).sum()))
+        }
+        Command::DeletePrefix { prefix } => delete_prefix(conn, prefix).await.map(Reply::Count),
+        Command::Ping => {
+            let _: String = query(conn, &redis::cmd("PING")).await?;
+            Ok(Reply::Done)
+        }
+        // Servers expire keys themselves.
+        Command::Sweep { .. } => Ok(Reply::Swept {
+            removed: 0,
+            scanned: 0,
+            more: false,
+        }),
+        #[cfg(feature = "fault-injection")]
+        Command::Panic => panic!("injected panic in the {} backend", target.kind),
+        #[cfg(feature = "fault-injection")]
+        Command::Stall(d) => {
+            tokio::time::sleep(*d).await;
+            Ok(Reply::Done)
+        }
+    }
+}
+
+/// `SET key json [EX ttl]`.
+fn set_cmd(key: &str, json: &str, ttl: Option<u64>) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(json);
+    if let Some(secs) = ttl {
+        cmd.arg("EX").arg(secs);
+    }
+    cmd
+}
+
+/// A stored value as JSON text; bytes that are not UTF-8 are an error for `key`.
+fn text(target: &RedisTarget, key: &str, raw: Option<Vec<u8>>) -> Answer<Option<String>> {
+    match raw.map(String::from_utf8) {
+        None => Ok(None),
+        Some(Ok(text)) => Ok(Some(text)),
+        Some(Err(_)) => Err(Failure::Ours(KeystoreError::new(
+            ErrorKind::CorruptValue,
+            format!(
+                "the value of key {key:?} on {} ({}) is not UTF-8 JSON text; \
+                 it was not written by objdatakey or a JSON-writing client",
+                target.kind, target.address
+            ),
+        ))),
+    }
+}
+
+async fn get_many(
+    target: &RedisTarget,
+    conn: Conn,
+    keys: &[std::sync::Arc<str>],
+    deadline: Deadline,
+) -> Answer<Vec<Option<String>>> {
+    let groups = per_slot(
+        target,
+        conn,
+        deadline,
+        "get_many",
+        keys,
+        |conn, group| async move {
+            let mut cmd = redis::cmd("MGET");
+            for key in group {
+                cmd.arg(&**key);
+            }
+            query::<Vec<Option<Vec<u8>>>>(conn, &cmd).await
+        },
+    )
+    .await?;
+    let mut out = vec![None; keys.len()];
+    for (indices, values) in groups {
+        if values.len() != indices.len() {
+            return Err(Failure::Ours(KeystoreError::new(
+                ErrorKind::Backend,
+                format!(
+                    "get_many on {} ({}): MGET answered {} values for {} keys",
+                    target.kind,
+                    target.address,
+                    values.len(),
+                    indices.len()
+                ),
+            )));
+        }
+        for (i, raw) in indices.into_iter().zip(values) {
+            out[i] = text(target, &keys[i], raw)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Something a batch is made of: a key, or a key with its value.
+trait Keyed {
+    fn key(&self) -> &str;
+}
+
+impl Keyed for std::sync::Arc<str> {
+    fn key(&self) -> &str {
+        self
+    }
+}
+
+impl Keyed for (std::sync::Arc<str>, String) {
+    fn key(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Runs `send` once for all `items` (a single server), or once per hash
+/// slot concurrently (a cluster, where a multi-key command must stay in one
+/// slot), answering each group's indices into `items` with its result. If
+/// any group fails, the error names the keys of the failed groups. On a
+/// cluster each group gets a deadline a little before the call's own, so a
+/// slot whose node does not answer is reported by name rather than the
+/// whole call timing out.
+async fn per_slot<'a, I, T, F, Fut>(
+    target: &RedisTarget,
+    conn: Conn,
+    deadline: Deadline,
+    verb: &str,
+    items: &'a [I],
+    send: F,
+) -> Answer<Vec<(Vec<usize>, T)>>
+where
+    I: Keyed,
+    F: Fn(Conn, Vec<&'a I>) -> Fut,
+    Fut: Future<Output = Result<T, RedisError>>,
+{
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let groups: Vec<Vec<usize>> = match conn {
+        Conn::Single(_) => vec![(0..items.len()).collect()],
+        Conn::Cluster(_) => {
+            let keys: Vec<&[u8]> = items.iter().map(|i| i.key().as_bytes()).collect();
+            group_by_slot(&keys).into_iter().map(|(_, g)| g).collect()
+        }
+    };
+    let group_deadline = deadline.at - (deadline.budget() / 10).min(GROUP_MARGIN);
+    let sent = groups.iter().map(|g| {
+        let group = send(conn.clone(), g.iter().map(|&i| &items[i]).collect());
+        async move {
+            tokio::time::timeout_at(group_deadline.into(), group)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no answer from the node of this slot before the request deadline",
+                    )))
+                })
+        }
+    });
+    let results = join_all(sent).await;
+    let mut out = Vec::with_capacity(results.len());
+    let mut failed: Option<(RedisError, Vec<&str>)> = None;
+    for (group, result) in groups.into_iter().zip(results) {
+        match result {
+            Ok(v) => out.push((group, v)),
+            Err(e) => {
+                let names = group.iter().map(|&i| items[i].key());
+                match &mut failed {
+                    Some((_, all)) => all.extend(names),
+                    None => failed = Some((e, names.collect())),
+                }
+            }
+        }
+    }
+    match failed {
+        None => Ok(out),
+        Some((e, names)) if names.len() == items.len() => Err(Failure::Redis(e)),
+        Some((e, names)) => {
+            let what = format!(
+                "{verb} failed for {} of {} keys ({}); the others were done",
+                names.len(),
+                items.len(),
+                listed(&names)
+            );
+            Err(Failure::Ours(target.error(&what, &e).context(&what)))
+        }
+    }
+}
+
+/// The first few of `names`, and how many more.
+fn listed(names: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let shown: Vec<&&str> = names.iter().take(SHOWN).collect();
+    match names.len().saturating_sub(SHOWN) {
+        0 => format!("{shown:?}"),
+        more => format!("{shown:?} and {more} more"),
+    }
+}
+
+/// `prefix` as a `SCAN MATCH` pattern: its glob characters escaped, then `*`.
+pub(super) fn match_pattern(prefix: &str) -> String {
+    let mut p = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('*');
+    p
+}
+
+/// Unlinks every key matching `prefix`, a `SCAN` batch at a time (on every
+/// master of a cluster); answers how many were removed.
+async fn delete_prefix(conn: Conn, prefix: &str) -> Answer<u64> {
+    let pattern = match_pattern(prefix);
+    let mut removed = 0;
+    match &conn {
+        Conn::Single(_) => {
+            removed += scan_and_unlink(&conn, &pattern, None).await?;
+        }
+        Conn::Cluster(_) => {
+            for (host, port) in masters(&conn).await? {
+                let node = SingleNodeRoutingInfo::ByAddress { host, port };
+                removed += scan_and_unlink(&conn, &pattern, Some(node)).await?;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// One node's `SCAN MATCH pattern` walk, unlinking each batch.
+async fn scan_and_unlink(
+    conn: &Conn,
+    pattern: &str,
+    node: Option<SingleNodeRoutingInfo>,
+) -> Answer<u64> {
+    let mut cursor = 0u64;
+    let mut removed = 0;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.cursor_arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT);
+        let (next, keys): (u64, Vec<Vec<u8>>) = match (conn, &node) {
+            (Conn::Cluster(c), Some(node)) => {
+                let v = c
+                    .clone()
+                    .route_command(scan, RoutingInfo::SingleNode(node.clone()))
+                    .await?;
+                redis::from_redis_value(v).map_err(RedisError::from)?
+            }
+            _ => query(conn.clone(), &scan).await?,
+        };
+        if !keys.is_empty() {
+            let mut unlink = redis::cmd("UNLINK");
+            for k in &keys {
+                unlink.arg(k);
+            }
+            // On a cluster redis-rs splits a multi-key UNLINK by slot.
+            removed += query::<u64>(conn.clone(), &unlink).await?;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}
+
+/// The addresses of a cluster's masters that are up (`CLUSTER NODES`).
+async fn masters(conn: &Conn) -> Answer<Vec<(String, u16)>> {
+    let text: String = query(conn.clone(), redis::cmd("CLUSTER").arg("NODES")).await?;
+    Ok(parse_masters(&text))
+}
+
+/// The masters in `CLUSTER NODES` output: lines
+/// `<id> <ip:port@cport[,hostname]> <flags> …` whose flags say `master`
+/// and not `fail`.
+fn parse_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            let flags: Vec<&str> = flags.split(',').collect();
+            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+                return None;
+            }
+            let hostport = addr.split(['@', ',']).next()?;
+            let (host, port) = hostport.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_in_a_prefix_are_escaped() {
+        assert_eq!(match_pattern("user:"), "user:*");
+        assert_eq!(match_pattern(""), "*");
+        assert_eq!(match_pattern("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\*");
+    }
+
+    #[test]
+    fn masters_are_read_from_cluster_nodes() {
+        let text = "\
+07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:30003@40003,host3 master - 0 1426238318243 3 connected 10923-16383
+e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
+aaaa 127.0.0.1:30005@40005 master,fail - 0 0 5 disconnected
+";
+        assert_eq!(
+            parse_masters(text),
+            vec![
+                ("127.0.0.1".to_owned(), 30002),
+                ("127.0.0.1".to_owned(), 30003),
+                ("127.0.0.1".to_owned(), 30001),
+            ]
+        );
+    }
+}
