@@ -45,7 +45,9 @@
 //! the database; the Redis actor stops when its last address goes. The
 //! metrics actor stops when every recorder is gone. An owned engine thread
 //! is then joined, and the caller waits (bounded) until the store has closed
-//! and its lock is free.
+//! and its lock is free: `shutdown().await` and a synchronous drop wait; a
+//! drop inside async code hands that wait to a plain thread, so no executor
+//! thread blocks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,15 +215,20 @@ impl Engine {
     /// Stops an owned engine thread and waits until the database is closed.
     pub(crate) fn wait_stopped(&self) {
         let may_wait = self.host.lock().stop();
-        if may_wait == MayWait::Yes
-            && let Some(closed) = &self.closed
-            && !matches!(
-                closed.recv_timeout(CLOSE_WAIT),
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-            )
-        {
-            tracing::warn!("the embedded database was still open 10 s after shutdown");
-        }
+        wait_closed(may_wait, self.closed.as_ref());
+    }
+}
+
+/// Waits (bounded) until the embedded database has closed, when allowed.
+fn wait_closed(may_wait: MayWait, closed: Option<&crossbeam_channel::Receiver<()>>) {
+    if may_wait == MayWait::Yes
+        && let Some(closed) = closed
+        && !matches!(
+            closed.recv_timeout(CLOSE_WAIT),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        )
+    {
+        tracing::warn!("the embedded database was still open 10 s after shutdown");
     }
 }
 
@@ -229,9 +236,24 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.begin_stop();
         self.actors = None;
-        // Waits only where waiting can end (see `Host::stop`); in async code on
-        // a shared actix thread, await `shutdown()` to know the backend closed.
-        self.wait_stopped();
+        if tokio::runtime::Handle::try_current().is_err() {
+            // Synchronous code: wait, so the path can be reopened right away.
+            self.wait_stopped();
+            return;
+        }
+        // Async code: joining the engine thread and waiting for the database
+        // (a slow call can hold a pool worker for seconds) would block an
+        // executor thread, on a current-thread runtime the only one. Hand the
+        // wait to a plain thread; `shutdown().await` is how async code learns
+        // that the database has closed.
+        let mut host = std::mem::replace(&mut *self.host.lock(), Host::Shared);
+        let closed = self.closed.take();
+        let spawned = std::thread::Builder::new()
+            .name("objdatakey-close".into())
+            .spawn(move || wait_closed(host.stop(), closed.as_ref()));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a thread to wait for the engine to stop: {e}");
+        }
     }
 }
 
