@@ -107,6 +107,9 @@ pub(crate) struct Engine {
     limiter: Limiter,
     /// The request timeout: the budget of every call's deadline.
     timeout: Duration,
+    /// Network backends: the server's address, named in the engine's own
+    /// errors (a deadline, a full engine) as the backend's errors name it.
+    address: Option<String>,
     host: parking_lot::Mutex<Host>,
     /// Disconnects when the embedded database is closed (its lock released).
     closed: Option<crossbeam_channel::Receiver<()>>,
@@ -122,6 +125,7 @@ impl Engine {
     /// RocksDB is opened here, so a held lock or a missing directory is
     /// reported at once; network backends connect in the background.
     pub(crate) fn open(config: &Config, options: EngineOptions) -> Result<Engine> {
+        let mut address = None;
         let (spec, closed, memory_reads) = match config.server() {
             None => {
                 let (store, closed) = RocksStore::open(&config.rocksdb, options.clock)?;
@@ -135,6 +139,7 @@ impl Engine {
             Some(section) => {
                 let timeout = config.engine.request_timeout;
                 let target = RedisTarget::new(config.backend, section, timeout)?;
+                address = Some(target.address().to_owned());
                 let spec = BackendSpec::Redis {
                     target: Arc::new(target),
                     io: options.io_runtime,
@@ -154,6 +159,7 @@ impl Engine {
             actors: Some(actors),
             limiter,
             timeout: config.engine.request_timeout,
+            address,
             host: parking_lot::Mutex::new(host),
             closed,
             memory_reads: ArcSwapOption::new(memory_reads),
