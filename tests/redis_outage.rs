@@ -67,12 +67,8 @@ struct Window {
     serves: Instant,
 }
 
-fn caller(
-    ks: Keystore,
-    outages: Arc<Outages>,
-    keys: Vec<(String, bool)>,
-) -> impl std::future::Future<Output = CallerReport> {
-    async move {
+async fn caller(ks: Keystore, outages: Arc<Outages>, keys: Vec<(String, bool)>) -> CallerReport {
+    {
         let mut r = CallerReport::default();
         let mut seen_outage = 0;
         let mut i = 0usize;

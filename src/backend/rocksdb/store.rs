@@ -699,7 +699,7 @@ fn classify_open_error(text: &str) -> OpenFailure {
 }
 
 fn open_error(path: &Path, e: rocksdb::Error) -> KeystoreError {
-    open_error_text(path, &e.to_string())
+    open_error_text(path, &e.into_string())
 }
 
 fn open_error_text(path: &Path, text: &str) -> KeystoreError {
