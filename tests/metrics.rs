@@ -161,6 +161,59 @@ async fn hit_miss_and_op_counts_are_exact() {
         ),
         1.0
     );
+    // Every panel shows a number from the first scrape: the error kinds an
+    // op meets at run time are there at 0 before any error happened.
+    for op in ["get", "set", "delete", "ping"] {
+        for kind in [
+            "timeout",
+            "busy",
+            "connection",
+            "backend",
+            "shutdown",
+            "panic",
+        ] {
+            assert_eq!(
+                must(
+                    &text,
+                    "objdatakey_errors_total",
+                    &[rocks, ("op", op), ("kind", kind)]
+                ),
+                0.0,
+                "{op} {kind}"
+            );
+        }
+    }
+    assert_eq!(
+        must(
+            &text,
+            "objdatakey_errors_total",
+            &[rocks, ("op", "get"), ("kind", "corrupt_value")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        must(
+            &text,
+            "objdatakey_errors_total",
+            &[rocks, ("op", "set"), ("kind", "serialization")]
+        ),
+        0.0
+    );
+    // ...and not every kind for every op: the series count stays small.
+    let error_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("objdatakey_errors_total{") && l.contains("rocksdb"))
+        .collect();
+    let ops_seen: std::collections::BTreeSet<&str> = error_lines
+        .iter()
+        .filter_map(|l| l.split("op=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(
+        error_lines.len() <= 8 * ops_seen.len(),
+        "{} error series for {} ops",
+        error_lines.len(),
+        ops_seen.len()
+    );
     let count = |op| {
         must(
             &text,

@@ -45,7 +45,9 @@
 //! the database; the Redis actor stops when its last address goes. The
 //! metrics actor stops when every recorder is gone. An owned engine thread
 //! is then joined, and the caller waits (bounded) until the store has closed
-//! and its lock is free.
+//! and its lock is free: `shutdown().await` and a synchronous drop wait; a
+//! drop inside async code hands that wait to a plain thread, so no executor
+//! thread blocks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +108,9 @@ pub(crate) struct Engine {
     limiter: Limiter,
     /// The request timeout: the budget of every call's deadline.
     timeout: Duration,
+    /// Network backends: the server's address, named in the engine's own
+    /// errors (a deadline, a full engine) as the backend's errors name it.
+    address: Option<String>,
     host: parking_lot::Mutex<Host>,
     /// Disconnects when the embedded database is closed (its lock released).
     closed: Option<crossbeam_channel::Receiver<()>>,
@@ -121,6 +126,7 @@ impl Engine {
     /// RocksDB is opened here, so a held lock or a missing directory is
     /// reported at once; network backends connect in the background.
     pub(crate) fn open(config: &Config, options: EngineOptions) -> Result<Engine> {
+        let mut address = None;
         let (spec, closed, memory_reads) = match config.server() {
             None => {
                 let (store, closed) = RocksStore::open(&config.rocksdb, options.clock)?;
@@ -134,6 +140,7 @@ impl Engine {
             Some(section) => {
                 let timeout = config.engine.request_timeout;
                 let target = RedisTarget::new(config.backend, section, timeout)?;
+                address = Some(target.address().to_owned());
                 let spec = BackendSpec::Redis {
                     target: Arc::new(target),
                     io: options.io_runtime,
@@ -153,6 +160,7 @@ impl Engine {
             actors: Some(actors),
             limiter,
             timeout: config.engine.request_timeout,
+            address,
             host: parking_lot::Mutex::new(host),
             closed,
             memory_reads: ArcSwapOption::new(memory_reads),
@@ -214,15 +222,20 @@ impl Engine {
     /// Stops an owned engine thread and waits until the database is closed.
     pub(crate) fn wait_stopped(&self) {
         let may_wait = self.host.lock().stop();
-        if may_wait == MayWait::Yes
-            && let Some(closed) = &self.closed
-            && !matches!(
-                closed.recv_timeout(CLOSE_WAIT),
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-            )
-        {
-            tracing::warn!("the embedded database was still open 10 s after shutdown");
-        }
+        wait_closed(may_wait, self.closed.as_ref());
+    }
+}
+
+/// Waits (bounded) until the embedded database has closed, when allowed.
+fn wait_closed(may_wait: MayWait, closed: Option<&crossbeam_channel::Receiver<()>>) {
+    if may_wait == MayWait::Yes
+        && let Some(closed) = closed
+        && !matches!(
+            closed.recv_timeout(CLOSE_WAIT),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        )
+    {
+        tracing::warn!("the embedded database was still open 10 s after shutdown");
     }
 }
 
@@ -230,9 +243,24 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.begin_stop();
         self.actors = None;
-        // Waits only where waiting can end (see `Host::stop`); in async code on
-        // a shared actix thread, await `shutdown()` to know the backend closed.
-        self.wait_stopped();
+        if tokio::runtime::Handle::try_current().is_err() {
+            // Synchronous code: wait, so the path can be reopened right away.
+            self.wait_stopped();
+            return;
+        }
+        // Async code: joining the engine thread and waiting for the database
+        // (a slow call can hold a pool worker for seconds) would block an
+        // executor thread, on a current-thread runtime the only one. Hand the
+        // wait to a plain thread; `shutdown().await` is how async code learns
+        // that the database has closed.
+        let mut host = std::mem::replace(&mut *self.host.lock(), Host::Shared);
+        let closed = self.closed.take();
+        let spawned = std::thread::Builder::new()
+            .name("objdatakey-close".into())
+            .spawn(move || wait_closed(host.stop(), closed.as_ref()));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a thread to wait for the engine to stop: {e}");
+        }
     }
 }
 

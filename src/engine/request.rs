@@ -35,7 +35,10 @@ impl Engine {
         // Kept apart from the command (which moves into the request) for
         // messages; cloning the key is a reference count.
         let (verb, subject) = (command.verb(), command.subject());
-        let what = || format!("{} on {}", subject.describe(verb), self.backend);
+        let what = || match &self.address {
+            Some(address) => format!("{} on {} ({address})", subject.describe(verb), self.backend),
+            None => format!("{} on {}", subject.describe(verb), self.backend),
+        };
 
         let permit = match self
             .limiter
@@ -49,7 +52,16 @@ impl Engine {
         if let Some((direct, conn)) = actors.slot.redis_direct() {
             let answer = direct.call(conn, &command, deadline).await;
             drop(permit);
-            return answer;
+            // The direct path's deadline error names the backend only: name
+            // the server too, as its other errors do.
+            return answer.map_err(|e| match &self.address {
+                Some(a)
+                    if e.kind() == ErrorKind::Timeout && !e.to_string().contains(a.as_str()) =>
+                {
+                    deadline.timed_out(&what())
+                }
+                _ => e,
+            });
         }
         let (tx, rx) = oneshot::channel();
         let stopped = |why: &str| {

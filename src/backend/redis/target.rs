@@ -158,6 +158,11 @@ impl RedisTarget {
         })
     }
 
+    /// The address errors name: `host:port`, or `cluster h1:p1,h2:p2`.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
     /// `redis` or `dragonfly`.
     pub(crate) fn kind(&self) -> BackendKind {
         self.kind

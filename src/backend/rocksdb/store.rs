@@ -858,11 +858,51 @@ fn written_format_version(path: &Path) -> Option<i32> {
 
 /// Turns an open failure into an error that says what to do; a held lock gets
 /// its own kind and names the lock file.
-fn open_error(path: &Path, e: rocksdb::Error) -> KeystoreError {
-    let text = e.to_string();
-    let lock = path.join("LOCK");
+/// Why RocksDB refused to open a database, read from its error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenFailure {
+    /// This process already holds the LOCK file (another handle).
+    LockedHere,
+    /// Another process holds the LOCK file.
+    LockedElsewhere,
+    /// Anything else (corruption, permissions, a missing directory...).
+    Other,
+}
+
+/// Classifies RocksDB's open error text. Only a failure to take the `LOCK`
+/// file counts as locked: RocksDB words it `lock hold by current process,
+/// ...: <path>/LOCK: No locks available` (this process) and `IO error: While
+/// lock file: <path>/LOCK: Resource temporarily unavailable` (another one;
+/// on Windows `Failed to create lock file: <path>/LOCK`). Texts that merely
+/// contain "lock" (`block checksum mismatch`) are other failures.
+fn classify_open_error(text: &str) -> OpenFailure {
+    // The path RocksDB names after `marker`, ending in the LOCK file.
+    let names_lock_file = |marker: &str| {
+        text.find(marker).is_some_and(|at| {
+            let rest = &text[at + marker.len()..];
+            let file = rest.split(": ").next().unwrap_or(rest).trim_end();
+            file == "LOCK" || file.ends_with("/LOCK") || file.ends_with("\\LOCK")
+        })
+    };
     if text.contains("lock hold by current process") {
-        KeystoreError::new(
+        OpenFailure::LockedHere
+    } else if names_lock_file("While lock file: ")
+        || names_lock_file("Failed to create lock file: ")
+    {
+        OpenFailure::LockedElsewhere
+    } else {
+        OpenFailure::Other
+    }
+}
+
+fn open_error(path: &Path, e: rocksdb::Error) -> KeystoreError {
+    open_error_text(path, &e.into_string())
+}
+
+fn open_error_text(path: &Path, text: &str) -> KeystoreError {
+    let lock = path.join("LOCK");
+    match classify_open_error(text) {
+        OpenFailure::LockedHere => KeystoreError::new(
             ErrorKind::Locked,
             format!(
                 "RocksDB database at {} is locked ({}): this process already has it open \
@@ -870,9 +910,8 @@ fn open_error(path: &Path, e: rocksdb::Error) -> KeystoreError {
                 path.display(),
                 lock.display()
             ),
-        )
-    } else if text.contains("LOCK") || text.to_ascii_lowercase().contains("lock") {
-        KeystoreError::new(
+        ),
+        OpenFailure::LockedElsewhere => KeystoreError::new(
             ErrorKind::Locked,
             format!(
                 "RocksDB database at {} is locked ({}): another process has the database open; \
@@ -881,13 +920,12 @@ fn open_error(path: &Path, e: rocksdb::Error) -> KeystoreError {
                 lock.display()
             ),
         )
-        .with_source(text)
-    } else {
-        KeystoreError::new(
+        .with_source(text),
+        OpenFailure::Other => KeystoreError::new(
             ErrorKind::Backend,
             format!("cannot open RocksDB database at {}", path.display()),
         )
-        .with_source(text)
+        .with_source(text),
     }
 }
 
@@ -903,6 +941,53 @@ mod tests {
         assert_eq!(successor(b""), None);
         let s = successor("ü".as_bytes()).unwrap();
         assert!("ü".as_bytes() < &s[..] && "üz".as_bytes() < &s[..] && "ý".as_bytes() >= &s[..]);
+    }
+
+    #[test]
+    fn only_a_failure_to_take_the_lock_file_is_reported_as_locked() {
+        let held_elsewhere =
+            "IO error: While lock file: /data/db/LOCK: Resource temporarily unavailable";
+        let held_here = "IO error: lock hold by current process, acquire time 1700000000 \
+                         acquiring thread 140: /data/db/LOCK: No locks available";
+        assert_eq!(
+            classify_open_error(held_elsewhere),
+            OpenFailure::LockedElsewhere
+        );
+        assert_eq!(
+            classify_open_error("IO error: Failed to create lock file: C:\\db\\LOCK: denied"),
+            OpenFailure::LockedElsewhere
+        );
+        assert_eq!(classify_open_error(held_here), OpenFailure::LockedHere);
+        for other in [
+            "Corruption: block checksum mismatch: stored = 1, computed = 2 in /data/db/000012.sst",
+            "Corruption: Bad table magic number: blocks of a locked region",
+            "IO error: No such file or directory: While opening a file for sequentially reading: /data/db/CURRENT",
+            "Invalid argument: Column family not found: LOCKED",
+            "IO error: While lock file: /data/db/LOCKBOX: Permission denied",
+            "IO error: While open a file for random read: /data/db/LOCK.old: Permission denied",
+        ] {
+            assert_eq!(classify_open_error(other), OpenFailure::Other, "{other}");
+        }
+
+        let path = Path::new("/data/db");
+        let e = open_error_text(path, held_elsewhere);
+        assert_eq!(e.kind(), ErrorKind::Locked);
+        assert!(
+            e.to_string()
+                .contains("another process has the database open"),
+            "{e}"
+        );
+        let e = open_error_text(path, "Corruption: block checksum mismatch: in 000012.sst");
+        assert_eq!(e.kind(), ErrorKind::Backend);
+        let text = e.to_string();
+        assert!(
+            !text.contains("another process") && !text.contains("locked"),
+            "{text}"
+        );
+        assert!(
+            text.contains("block checksum mismatch") && text.contains("/data/db"),
+            "{text}"
+        );
     }
 
     #[test]
