@@ -769,3 +769,63 @@ fn cli_check_info_set_get_del_on_redis_and_dragonfly() {
         assert!(err.contains("Connection refused"), "{err}");
     }
 }
+
+/// `RUST_LOG=trace` with an ACL user and a password: no output line of the
+/// CLI (logs included) carries a secret, on success or on a wrong password.
+#[test]
+fn trace_logging_never_prints_a_secret() {
+    let Some(server) = RedisServer::start_with(Options {
+        password: Some("default-pw-0xC0FFEE".into()),
+        acl_user: Some(("app".into(), "app-pw-0xBADF00D".into())),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = |password: &str, args: &[&str]| {
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            format!(
+                "keystore:\n  type: redis\n  redis: {{ip: 127.0.0.1, port: {}, user: app, password: {password}}}\n",
+                server.port
+            ),
+        )
+        .unwrap();
+        let o = std::process::Command::new(common::cli())
+            .current_dir(dir.path())
+            .args(args)
+            .env("RUST_LOG", "trace")
+            .env_remove("OBJDATAKEY_CONFIG")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), all)
+    };
+    let mut lines = 0;
+    for args in [
+        &["check"][..],
+        &["info"],
+        &["set", "k", "{\"a\":1}", "--ttl", "60"],
+        &["get", "k"],
+        &["mget", "k", "j"],
+    ] {
+        let (ok, all) = run("app-pw-0xBADF00D", args);
+        assert!(ok, "{args:?}: {all}");
+        lines += all.lines().count();
+        for secret in ["app-pw-0xBADF00D", "default-pw-0xC0FFEE", "0xBADF00D"] {
+            assert!(!all.contains(secret), "{args:?} printed a secret:\n{all}");
+        }
+    }
+    assert!(lines > 10, "trace logging printed only {lines} lines");
+    let (ok, all) = run("wrong-pw-0xDEAD", &["check"]);
+    assert!(!ok);
+    assert!(all.contains("authentication failed"), "{all}");
+    assert!(
+        !all.contains("wrong-pw-0xDEAD"),
+        "a wrong password was printed:\n{all}"
+    );
+}

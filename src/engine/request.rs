@@ -96,6 +96,17 @@ impl Engine {
         }
     }
 
+    /// The answer to a GET of `key` when memory alone can give it, without
+    /// building a command (the handle asks before it allocates one).
+    pub(crate) fn read_from_memory(&self, key: &str) -> Option<Result<Reply>> {
+        let guard = self.memory_reads.load();
+        let store = guard.as_ref()?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.get_in_memory(key)))
+            .ok()
+            .flatten()
+            .map(|answer| answer.map(Reply::Value))
+    }
+
     /// The answer to a read when memory alone can give it (RocksDB: see
     /// `memory_reads`); `None` sends the command the normal way.
     fn answer_from_memory(&self, command: &Command) -> Option<Result<Reply>> {

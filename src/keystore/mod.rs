@@ -194,11 +194,28 @@ impl Keystore {
         resolve: impl FnOnce() -> Result<Command>,
         finish: impl FnOnce(Reply) -> Result<O>,
     ) -> Result<O> {
+        self.run_reading(op, None, disabled, resolve, finish).await
+    }
+
+    /// [`run`](Self::run) for a read of `key`, which memory may answer
+    /// before the command is even built (no allocation on a warm RocksDB
+    /// read).
+    async fn run_reading<O: Recorded>(
+        &self,
+        op: Op,
+        key: Option<&str>,
+        disabled: impl FnOnce() -> Result<O>,
+        resolve: impl FnOnce() -> Result<Command>,
+        finish: impl FnOnce(Reply) -> Result<O>,
+    ) -> Result<O> {
         let Some(engine) = self.engine() else {
             return disabled();
         };
         self.recorded(engine, op, async {
-            let reply = engine.call(resolve()?).await?;
+            let reply = match key.and_then(|k| engine.read_from_memory(k)) {
+                Some(answer) => answer?,
+                None => engine.call(resolve()?).await?,
+            };
             let answer = finish(reply)?;
             let outcome = answer.outcome(op);
             Ok((answer, outcome))
@@ -259,8 +276,9 @@ impl Keystore {
     /// stored format ([`ErrorKind::CorruptValue`]).
     pub async fn get_cache<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         let get = || Ok(Command::Get { key: name.into() });
-        self.run(
+        self.run_reading(
             Op::Get,
+            Some(name),
             || Ok(None),
             get,
             |reply| match reply {
@@ -434,7 +452,10 @@ impl Keystore {
             return loader().await.map_err(|e| loader_failed(name, &e));
         };
         self.recorded(engine, Op::GetOrSet, async {
-            let cached = engine.call(Command::Get { key: name.into() }).await?;
+            let cached = match engine.read_from_memory(name) {
+                Some(answer) => answer?,
+                None => engine.call(Command::Get { key: name.into() }).await?,
+            };
             match cached {
                 Reply::Value(Some(json)) => return Ok((decode(name, &json)?, Outcome::Hit)),
                 Reply::Value(None) => {}

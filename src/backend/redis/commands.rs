@@ -113,13 +113,7 @@ pub(super) async fn run_once(
                 deadline,
                 "delete_many",
                 keys,
-                |conn, group| async move {
-                    let mut cmd = redis::cmd("UNLINK");
-                    for key in group {
-                        cmd.arg(&**key);
-                    }
-                    query::<u64>(conn, &cmd).await
-                },
+                |conn, group| async move { query::<u64>(conn, &keys_cmd("UNLINK", &group)).await },
             )
             .await?;
             Ok(Reply::Count(counts.into_iter().map(|(_, n)| n).sum()))
@@ -143,6 +137,15 @@ pub(super) async fn run_once(
             Ok(Reply::Done)
         }
     }
+}
+
+/// `name key…`: a command whose arguments are `keys`.
+fn keys_cmd(name: &str, keys: &[&std::sync::Arc<str>]) -> redis::Cmd {
+    let mut cmd = redis::cmd(name);
+    for key in keys {
+        cmd.arg(&***key);
+    }
+    cmd
 }
 
 /// `SET key json [EX ttl]`.
@@ -184,11 +187,7 @@ async fn get_many(
         "get_many",
         keys,
         |conn, group| async move {
-            let mut cmd = redis::cmd("MGET");
-            for key in group {
-                cmd.arg(&**key);
-            }
-            query::<Vec<Option<Vec<u8>>>>(conn, &cmd).await
+            query::<Vec<Option<Vec<u8>>>>(conn, &keys_cmd("MGET", &group)).await
         },
     )
     .await?;

@@ -435,13 +435,16 @@ impl RocksStore {
         )
     }
 
+    /// The stored bytes of `key` (pinned, not copied), expired or not.
+    fn stored(&self, key: &str) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
+        self.db
+            .get_pinned(key.as_bytes())
+            .map_err(|e| self.db_error("get", key, e))
+    }
+
     /// The JSON text stored under `key`, or `None` when missing or expired.
     pub(crate) fn get(&self, key: &str) -> Result<Option<String>> {
-        let Some(bytes) = self
-            .db
-            .get_pinned(key.as_bytes())
-            .map_err(|e| self.db_error("get", key, e))?
-        else {
+        let Some(bytes) = self.stored(key)? else {
             return Ok(None);
         };
         self.live_value(key, &bytes)
@@ -643,11 +646,7 @@ impl RocksStore {
     /// stored rounded up to a whole second, so right after a write with
     /// `EX n` this answers `n`, as Redis does.)
     pub(crate) fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
-        let Some(bytes) = self
-            .db
-            .get_pinned(key.as_bytes())
-            .map_err(|e| self.db_error("get", key, e))?
-        else {
+        let Some(bytes) = self.stored(key)? else {
             return Ok(None);
         };
         let entry = format::decode(&bytes).map_err(|why| self.corrupt(key, &why))?;
