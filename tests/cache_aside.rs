@@ -8,44 +8,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::redis_server::{RedisCluster, RedisServer};
+use common::redis_server::{RedisCluster, RedisServer, cluster_config, server_config};
 use common::*;
-use objdatakey::config::NodeAddr;
-use objdatakey::{BackendKind, Config, ErrorKind, Keystore, Ttl};
+use objdatakey::{BackendKind, ErrorKind, Keystore, Ttl};
 
 fn server_keystore(kind: BackendKind, port: u16, timeout: Duration) -> Keystore {
-    let mut c = Config {
-        backend: kind,
-        ..Config::default()
-    };
-    let s = match kind {
-        BackendKind::Dragonfly => &mut c.dragonfly,
-        _ => &mut c.redis,
-    };
-    s.ip = "127.0.0.1".into();
-    s.port = port;
     Keystore::builder()
-        .config(c)
+        .config(server_config(kind, port))
         .request_timeout(timeout)
         .build()
         .unwrap()
 }
 
 fn cluster_keystore(cluster: &RedisCluster) -> Keystore {
-    let mut c = Config {
-        backend: BackendKind::Redis,
-        ..Config::default()
-    };
-    c.redis.nodes = cluster
-        .nodes
-        .iter()
-        .map(|n| NodeAddr {
-            host: "127.0.0.1".into(),
-            port: n.port,
-        })
-        .collect();
     Keystore::builder()
-        .config(c)
+        .config(cluster_config(cluster))
         .request_timeout(Duration::from_secs(3))
         .build()
         .unwrap()

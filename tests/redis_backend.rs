@@ -11,27 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::redis_server::{Options, RedisCluster, RedisServer, TlsFiles, free_port};
+use common::redis_server::{
+    Options, RedisCluster, RedisServer, TlsFiles, free_port, server_config,
+};
 use objdatakey::config::ConfigLoader;
 use objdatakey::{BackendKind, Config, ErrorKind, Keystore, Ttl};
 use redis::Commands;
 use serde::{Deserialize, Serialize};
 
 const KINDS: [BackendKind; 2] = [BackendKind::Redis, BackendKind::Dragonfly];
-
-fn server_config(kind: BackendKind, port: u16) -> Config {
-    let mut c = Config {
-        backend: kind,
-        ..Config::default()
-    };
-    let s = match kind {
-        BackendKind::Dragonfly => &mut c.dragonfly,
-        _ => &mut c.redis,
-    };
-    s.ip = "127.0.0.1".into();
-    s.port = port;
-    c
-}
 
 fn connect(config: Config) -> Keystore {
     Keystore::builder()

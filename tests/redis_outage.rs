@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::redis_server::{RedisCluster, RedisServer};
-use objdatakey::config::NodeAddr;
+use common::redis_server::{RedisCluster, RedisServer, cluster_config, server_config};
 use objdatakey::{BackendKind, Config, ErrorKind, Keystore, Ttl};
 
 const CALLERS: usize = 64;
@@ -306,12 +305,7 @@ fn a_redis_server_killed_and_restarted_five_times_under_64_callers() {
         return;
     };
     let port = server.port;
-    let mut config = Config {
-        backend: BackendKind::Redis,
-        ..Config::default()
-    };
-    config.redis.ip = "127.0.0.1".into();
-    config.redis.port = port;
+    let config = server_config(BackendKind::Redis, port);
     let server = std::cell::RefCell::new(server);
     outage_under_load(
         "redis",
@@ -349,18 +343,7 @@ fn a_cluster_master_killed_and_restarted_five_times_under_64_callers() {
             "OK"
         );
     }
-    let mut config = Config {
-        backend: BackendKind::Redis,
-        ..Config::default()
-    };
-    config.redis.nodes = cluster
-        .nodes
-        .iter()
-        .map(|n| NodeAddr {
-            host: "127.0.0.1".into(),
-            port: n.port,
-        })
-        .collect();
+    let config = cluster_config(&cluster);
     let address = format!(
         "cluster {}",
         config

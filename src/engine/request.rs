@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::limiter::Refused;
 use super::{Engine, shut_down, timer};
+use crate::backend::rocksdb::RocksStore;
 use crate::backend::{BackendFailed, Command, Deadline, Reply, Request, Unsent};
 use crate::error::{ErrorKind, KeystoreError, Result};
 
@@ -99,28 +100,33 @@ impl Engine {
     /// The answer to a GET of `key` when memory alone can give it, without
     /// building a command (the handle asks before it allocates one).
     pub(crate) fn read_from_memory(&self, key: &str) -> Option<Result<Reply>> {
-        let guard = self.memory_reads.load();
-        let store = guard.as_ref()?;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.get_in_memory(key)))
-            .ok()
-            .flatten()
-            .map(|answer| answer.map(Reply::Value))
+        self.in_memory(|store| Some(store.get_in_memory(key)?.map(Reply::Value)))
     }
 
     /// The answer to a read when memory alone can give it (RocksDB: see
     /// `memory_reads`); `None` sends the command the normal way.
     fn answer_from_memory(&self, command: &Command) -> Option<Result<Reply>> {
+        match command {
+            Command::Get { key } => self.read_from_memory(key),
+            Command::GetMany { keys } => {
+                self.in_memory(|store| Some(store.get_many_in_memory(keys)?.map(Reply::Values)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs `read` on the memory-read store (RocksDB), if there is one. A
+    /// panic here is not the caller's: it answers `None`, and the pool, whose
+    /// supervisor handles backend panics, reads it the normal way.
+    fn in_memory(
+        &self,
+        read: impl FnOnce(&RocksStore) -> Option<Result<Reply>>,
+    ) -> Option<Result<Reply>> {
         let guard = self.memory_reads.load();
         let store = guard.as_ref()?;
-        // A panic here is not the caller's: fall back to the pool, whose
-        // supervisor handles backend panics.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match command {
-            Command::Get { key } => Some(store.get_in_memory(key)?.map(Reply::Value)),
-            Command::GetMany { keys } => Some(store.get_many_in_memory(keys)?.map(Reply::Values)),
-            _ => None,
-        }))
-        .ok()
-        .flatten()
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(store)))
+            .ok()
+            .flatten()
     }
 
     fn busy(&self, what: &str) -> KeystoreError {

@@ -334,3 +334,35 @@ impl RedisCluster {
         Some(RedisCluster { nodes })
     }
 }
+
+/// A config selecting `kind` (redis or dragonfly) at `127.0.0.1:port`.
+pub fn server_config(kind: objdatakey::BackendKind, port: u16) -> objdatakey::Config {
+    let mut c = objdatakey::Config {
+        backend: kind,
+        ..objdatakey::Config::default()
+    };
+    let s = match kind {
+        objdatakey::BackendKind::Dragonfly => &mut c.dragonfly,
+        _ => &mut c.redis,
+    };
+    s.ip = "127.0.0.1".into();
+    s.port = port;
+    c
+}
+
+/// A config selecting Redis Cluster with every node of `cluster` as a seed.
+pub fn cluster_config(cluster: &RedisCluster) -> objdatakey::Config {
+    let mut c = objdatakey::Config {
+        backend: objdatakey::BackendKind::Redis,
+        ..objdatakey::Config::default()
+    };
+    c.redis.nodes = cluster
+        .nodes
+        .iter()
+        .map(|n| objdatakey::config::NodeAddr {
+            host: "127.0.0.1".into(),
+            port: n.port,
+        })
+        .collect();
+    c
+}
