@@ -89,6 +89,7 @@ mod error;
 mod format;
 mod keystore;
 pub mod metrics;
+mod tier;
 mod ttl;
 
 pub use clock::Clock;

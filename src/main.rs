@@ -299,6 +299,36 @@ fn print_info(c: &Config) {
     println!("  workers: {}", r.workers);
     println!("  format_version: {}", r.format_version);
     println!("  sync_writes: {}", yes_no(r.sync_writes));
+    let t = &c.tier;
+    println!("L1 (in-process tier): {}", yes_no(t.enabled));
+    println!("  max_bytes: {}", t.max_bytes);
+    println!("  ttl_max: {} s", t.ttl_max.as_secs_f64());
+    let backplane = if !t.enabled {
+        "off (the tier is off)".to_owned()
+    } else if !c.backend.is_network() {
+        "off (an embedded database has one process)".to_owned()
+    } else if t.backplane {
+        format!("on, channel {}", t.channel)
+    } else {
+        "off (keystore.backplane.enabled: false)".to_owned()
+    };
+    println!("Backplane: {backplane}");
+    if t.fail_safe_max_age.is_zero() {
+        println!("Fail-safe: off");
+    } else {
+        println!(
+            "Fail-safe: stale values served up to {} s past their tier lifetime",
+            t.fail_safe_max_age.as_secs_f64()
+        );
+    }
+    if t.eager_refresh > 0.0 {
+        println!(
+            "Eager refresh: get_or_set reloads after {} of the TTL",
+            t.eager_refresh
+        );
+    } else {
+        println!("Eager refresh: off");
+    }
     match c.metrics.listen {
         Some(a) => println!("Metrics: http://{a}/metrics"),
         None => println!("Metrics: off"),

@@ -64,6 +64,18 @@ pub(crate) enum Command {
     DeletePrefix {
         prefix: Arc<str>,
     },
+    /// The values of `keys` with their remaining lifetimes (the in-process
+    /// tier and eager refresh need both): a `GET` + `PTTL` pipeline per
+    /// hash slot on Redis, the envelope's `expires_at` on RocksDB.
+    Entries {
+        keys: Vec<Arc<str>>,
+    },
+    /// Sends `message` on the pub/sub `channel` (the backplane's
+    /// invalidations; Redis-protocol backends only).
+    Publish {
+        channel: Arc<str>,
+        message: String,
+    },
     Ping,
     /// Remove up to `limit` expired entries (RocksDB; a no-op elsewhere).
     Sweep {
@@ -90,6 +102,8 @@ impl Command {
             Command::DeleteMany { .. } => "delete_many",
             Command::DeletePrefix { prefix } if prefix.is_empty() => "clear",
             Command::DeletePrefix { .. } => "delete_prefix",
+            Command::Entries { .. } => "get",
+            Command::Publish { .. } => "publish",
             Command::Ping => "ping",
             Command::Sweep { .. } => "expiry sweep",
             #[cfg(feature = "fault-injection")]
@@ -113,7 +127,9 @@ impl Command {
     /// What the command is about, for messages: its key, its keys, its prefix.
     pub(crate) fn subject(&self) -> Subject {
         match self {
-            Command::GetMany { keys } | Command::DeleteMany { keys } => Subject::keys(keys),
+            Command::GetMany { keys }
+            | Command::DeleteMany { keys }
+            | Command::Entries { keys } => Subject::keys(keys),
             Command::SetMany { entries, .. } => {
                 Subject::keys(entries.iter().map(|(k, _)| k).take(SHOWN_KEYS + 1))
                     .with_total(entries.len())
@@ -202,6 +218,8 @@ pub(crate) enum Reply {
     Count(u64),
     /// `Ttl`: the remaining lifetime, `None` when missing or expired.
     Remaining(Option<crate::ttl::Ttl>),
+    /// `Entries`: each key's value and remaining lifetime, in the order asked.
+    Entries(Vec<Option<Stored>>),
     /// `Sweep`.
     Swept {
         removed: u64,
@@ -209,6 +227,9 @@ pub(crate) enum Reply {
         more: bool,
     },
 }
+
+/// A live value and how long it has left: `None` is never expires.
+pub(crate) type Stored = (String, Option<Duration>);
 
 /// When the caller stops waiting, and the budget that made it (for messages).
 #[derive(Debug, Clone, Copy)]

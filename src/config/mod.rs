@@ -241,6 +241,49 @@ impl Default for EngineConfig {
     }
 }
 
+/// The in-process tier (`keystore.l1`), its backplane, fail-safe and eager
+/// refresh. The defaults keep the tier off: every read goes to the backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierConfig {
+    /// `keystore.l1.enabled`: keep a bounded in-process copy of what is read
+    /// and written, in front of the backend (default `false`).
+    pub enabled: bool,
+    /// `keystore.l1.max_bytes`: the tier's bound, counted as the bytes of the
+    /// stored JSON text plus the name (default 64 MiB).
+    pub max_bytes: u64,
+    /// `keystore.l1.ttl_max`: the longest an entry lives in the tier (default
+    /// 5 s). It bounds how stale a copy can be against writers that publish
+    /// no invalidations (the Python services, `redis-cli`).
+    pub ttl_max: Duration,
+    /// `keystore.backplane.enabled`: with the tier on a Redis-protocol
+    /// backend, publish every write's names and drop the copies other
+    /// instances publish (default `true`).
+    pub backplane: bool,
+    /// `keystore.backplane.channel`: the pub/sub channel (default
+    /// `objdatakey:invalidate`).
+    pub channel: String,
+    /// `keystore.fail_safe.max_age`: how long past its tier lifetime a copy
+    /// may still be served when the backend fails (default 0: off).
+    pub fail_safe_max_age: Duration,
+    /// `keystore.eager_refresh`: the fraction of its TTL after which a
+    /// `get_or_set` hit reloads the value in the background (default 0: off).
+    pub eager_refresh: f64,
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        TierConfig {
+            enabled: false,
+            max_bytes: 64 << 20,
+            ttl_max: Duration::from_secs(5),
+            backplane: true,
+            channel: "objdatakey:invalidate".to_owned(),
+            fail_safe_max_age: Duration::ZERO,
+            eager_refresh: 0.0,
+        }
+    }
+}
+
 /// The Prometheus exporter (`metrics.listen`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetricsConfig {
@@ -285,7 +328,7 @@ impl fmt::Display for ConfigSource {
 ///
 /// Usually loaded with [`Config::load`]; [`Config::default`] is the built-in
 /// defaults (backend redis on localhost:6379, TTL 300 s).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where this came from.
     pub source: ConfigSource,
@@ -303,6 +346,8 @@ pub struct Config {
     pub default_ttl: Option<u64>,
     /// Engine limits.
     pub engine: EngineConfig,
+    /// The in-process tier, backplane, fail-safe and eager refresh.
+    pub tier: TierConfig,
     /// The Prometheus exporter.
     pub metrics: MetricsConfig,
     /// Deprecations and ignored keys found while loading, one sentence each.
@@ -336,6 +381,7 @@ impl Config {
             },
             default_ttl: Some(300),
             engine: EngineConfig::default(),
+            tier: TierConfig::default(),
             metrics: MetricsConfig::default(),
             warnings: Vec::new(),
         }

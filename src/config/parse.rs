@@ -18,7 +18,7 @@ use serde_yaml::Value;
 use super::yaml::{Doc, as_u64, show, warn_unknown};
 use super::{
     BackendKind, Config, ConfigSource, DEFAULT_FORMAT_VERSION, EngineConfig, FORMAT_VERSIONS,
-    MetricsConfig, NodeAddr, RedisConfig, RocksDbConfig, Secret, default_ip,
+    MetricsConfig, NodeAddr, RedisConfig, RocksDbConfig, Secret, TierConfig, default_ip,
 };
 use crate::error::{KeystoreError, Result};
 
@@ -42,6 +42,7 @@ impl Config {
         cfg.dragonfly = server_section(&doc, "dragonfly", docker, None, None, &mut warnings)?;
         rocksdb_section(&doc, &mut cfg.rocksdb, &mut warnings)?;
         engine_limits(&doc, &mut cfg.engine)?;
+        tier_section(&doc, &mut cfg.tier, &mut warnings)?;
         system_section(&doc, &mut cfg.default_ttl)?;
         metrics_section(&doc, &mut cfg.metrics)?;
 
@@ -113,6 +114,10 @@ fn keystore_section(
             "rocksdb",
             "max_in_flight",
             "request_timeout_ms",
+            "l1",
+            "backplane",
+            "fail_safe",
+            "eager_refresh",
         ],
         warnings,
     )?;
@@ -312,6 +317,80 @@ fn engine_limits(doc: &Doc<'_>, engine: &mut EngineConfig) -> Result<()> {
     }
     if let Some(n) = doc.count_at(&["keystore", "request_timeout_ms"], 1, 3_600_000)? {
         engine.request_timeout = Duration::from_millis(n as u64);
+    }
+    Ok(())
+}
+
+/// `keystore.l1`, `keystore.backplane`, `keystore.fail_safe` and
+/// `keystore.eager_refresh`: the in-process tier and what goes with it.
+fn tier_section(doc: &Doc<'_>, tier: &mut TierConfig, warnings: &mut Vec<String>) -> Result<()> {
+    let l1 = ["keystore", "l1"];
+    doc.mapping_at(&l1)?;
+    warn_unknown(doc, &l1, &["enabled", "max_bytes", "ttl_max"], warnings)?;
+    if let Some(b) = doc.bool_at(&["keystore", "l1", "enabled"])? {
+        tier.enabled = b;
+    }
+    if let Some(n) = doc.count_at(&["keystore", "l1", "max_bytes"], 1024, 1 << 40)? {
+        tier.max_bytes = n as u64;
+    }
+    if let Some(d) = doc.seconds_at(&["keystore", "l1", "ttl_max"])? {
+        if d < Duration::from_millis(1) {
+            return Err(doc.err(
+                &["keystore", "l1", "ttl_max"],
+                "must be more than 0 seconds (it bounds how stale a copy may get)",
+            ));
+        }
+        tier.ttl_max = d;
+    }
+    let bp = ["keystore", "backplane"];
+    doc.mapping_at(&bp)?;
+    warn_unknown(doc, &bp, &["enabled", "channel"], warnings)?;
+    if let Some(b) = doc.bool_at(&["keystore", "backplane", "enabled"])? {
+        tier.backplane = b;
+    }
+    if let Some(c) = doc.string_at(&["keystore", "backplane", "channel"])? {
+        if c.trim().is_empty() {
+            return Err(doc.err(&["keystore", "backplane", "channel"], "must not be empty"));
+        }
+        tier.channel = c.trim().to_owned();
+    }
+    let fs = ["keystore", "fail_safe"];
+    doc.mapping_at(&fs)?;
+    warn_unknown(doc, &fs, &["max_age"], warnings)?;
+    if let Some(d) = doc.seconds_at(&["keystore", "fail_safe", "max_age"])? {
+        tier.fail_safe_max_age = d;
+    }
+    let er = ["keystore", "eager_refresh"];
+    match doc.get(&er)? {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            let f = match v {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            match f {
+                Some(f) if f.is_finite() && (0.0..1.0).contains(&f) => tier.eager_refresh = f,
+                _ => {
+                    return Err(doc.err(
+                        &er,
+                        format!(
+                            "expected a fraction of the TTL from 0 (off) to below 1, \
+                             like 0.8, got {}",
+                            show(v)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if tier.fail_safe_max_age > Duration::ZERO && !tier.enabled {
+        let msg = format!(
+            "{}: keystore.fail_safe.max_age has no effect while keystore.l1.enabled is false \
+             (stale values are served from the in-process tier)",
+            doc.origin
+        );
+        warnings.push(msg);
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ use crate::metrics::handles::EngineMetrics;
 use crate::metrics::recorder::{OpCounters, OpTotals};
 use crate::metrics::stats::Aggregate;
 use crate::metrics::{Event, Stats, Tally};
+use crate::tier::Tier;
 
 /// How often the channel is drained when nobody asks for a snapshot.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
@@ -39,6 +40,8 @@ pub(crate) struct MetricsActor {
     /// `None` when metrics are off (`KeystoreBuilder::metrics(false)`).
     prom: Option<EngineMetrics>,
     limiter: Limiter,
+    /// The in-process tier, whose weight is sampled on every drain.
+    tier: Option<Arc<Tier>>,
     ticks: u32,
 }
 
@@ -50,6 +53,7 @@ impl MetricsActor {
         counters: Arc<OpCounters>,
         prom: Option<EngineMetrics>,
         limiter: Limiter,
+        tier: Option<Arc<Tier>>,
     ) -> Self {
         MetricsActor {
             backend,
@@ -60,6 +64,7 @@ impl MetricsActor {
             totals: Aggregate::default(),
             prom,
             limiter,
+            tier,
             ticks: 0,
         }
     }
@@ -87,6 +92,7 @@ impl MetricsActor {
             p.sample(
                 self.limiter.in_flight(),
                 self.dropped.load(Ordering::Relaxed),
+                self.tier.as_ref().map_or(0, |t| t.weight().0),
             );
         }
         alive

@@ -63,7 +63,8 @@ use crate::clock::Clock;
 use crate::config::{BackendKind, Config};
 use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::metrics::handles::EngineMetrics;
-use crate::metrics::{MetricsRegistry, Recorder, Stats};
+use crate::metrics::{Event, MetricsRegistry, Recorder, Stats};
+use crate::tier::Tier;
 
 pub(crate) mod background;
 pub(crate) mod host;
@@ -118,6 +119,9 @@ pub(crate) struct Engine {
     /// caller's thread (shortcut ①). Emptied at shutdown so the database
     /// can close.
     memory_reads: ArcSwapOption<RocksStore>,
+    /// The in-process tier (`keystore.l1.enabled`); the backplane actor
+    /// holds it too, to drop what other instances changed.
+    tier: Option<Arc<Tier>>,
 }
 
 impl Engine {
@@ -127,6 +131,18 @@ impl Engine {
     /// reported at once; network backends connect in the background.
     pub(crate) fn open(config: &Config, options: EngineOptions) -> Result<Engine> {
         let mut address = None;
+        let recording = Recorder::new(options.metrics.is_some());
+        // A backplane only where instances share a server: one process owns
+        // an embedded database.
+        let backplane = config.tier.backplane && config.backend.is_network();
+        let tier = config.tier.enabled.then(|| {
+            Arc::new(Tier::new(
+                &config.tier,
+                backplane,
+                options.clock.clone(),
+                recording.0.clone(),
+            ))
+        });
         let (spec, closed, memory_reads) = match config.server() {
             None => {
                 let (store, closed) = RocksStore::open(&config.rocksdb, options.clock)?;
@@ -144,6 +160,10 @@ impl Engine {
                 let spec = BackendSpec::Redis {
                     target: Arc::new(target),
                     io: options.io_runtime,
+                    backplane: tier
+                        .clone()
+                        .filter(|_| backplane)
+                        .map(|t| (config.tier.channel.clone(), t as Arc<_>)),
                 };
                 (spec, None, None)
             }
@@ -153,7 +173,10 @@ impl Engine {
             let limiter = limiter.clone();
             let (backend, interval) = (config.backend, config.rocksdb.ttl_cleanup_interval);
             let registry = options.metrics;
-            Host::start(move || launch(backend, interval, spec, registry, limiter))?
+            let tier = tier.clone();
+            Host::start(move || {
+                launch(backend, interval, spec, registry, recording, limiter, tier)
+            })?
         };
         Ok(Engine {
             backend: config.backend,
@@ -164,7 +187,13 @@ impl Engine {
             host: parking_lot::Mutex::new(host),
             closed,
             memory_reads: ArcSwapOption::new(memory_reads),
+            tier,
         })
+    }
+
+    /// The in-process tier, when `keystore.l1.enabled`.
+    pub(crate) fn tier(&self) -> Option<&Tier> {
+        self.tier.as_deref()
     }
 
     fn actors(&self) -> Result<&Actors> {
@@ -188,6 +217,9 @@ impl Engine {
         };
         stats.max_in_flight = self.limiter.max();
         stats.in_flight = self.limiter.in_flight();
+        if let Some(t) = self.tier() {
+            (stats.tier.bytes, stats.tier.entries) = t.weight();
+        }
         stats
     }
 
@@ -270,12 +302,25 @@ fn launch(
     sweep_interval: Duration,
     spec: BackendSpec,
     registry: Option<MetricsRegistry>,
+    (recorder, events, dropped): (
+        Recorder,
+        crossbeam_channel::Receiver<Event>,
+        Arc<std::sync::atomic::AtomicU64>,
+    ),
     limiter: Limiter,
+    tier: Option<Arc<Tier>>,
 ) -> Actors {
-    let (recorder, events, dropped) = Recorder::new(registry.is_some());
     let prom = registry.map(|r| EngineMetrics::new(r, backend, limiter.max()));
-    let metrics =
-        MetricsActor::new(backend, events, dropped, recorder.counters(), prom, limiter).start();
+    let metrics = MetricsActor::new(
+        backend,
+        events,
+        dropped,
+        recorder.counters(),
+        prom,
+        limiter,
+        tier,
+    )
+    .start();
     let slot = Arc::new(BackendSlot::default());
     let supervisor = Supervisor::launch(sweep_interval, spec, slot.clone(), recorder.clone());
     Actors {

@@ -111,6 +111,13 @@ impl Engine {
             Command::GetMany { keys } => {
                 self.in_memory(|store| Some(store.get_many_in_memory(keys)?.map(Reply::Values)))
             }
+            Command::Entries { keys } if keys.len() == 1 => self.in_memory(|store| {
+                Some(
+                    store
+                        .entry_in_memory(&keys[0])?
+                        .map(|e| Reply::Entries(vec![e])),
+                )
+            }),
             _ => None,
         }
     }

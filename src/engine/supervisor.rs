@@ -16,7 +16,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::janitor::{Janitor, SweepNow};
-use crate::backend::redis::{RedisActor, RedisTarget};
+use crate::backend::redis::{Backplane, Invalidations, RedisActor, RedisTarget};
 use crate::backend::rocksdb::{RocksStore, start_pool};
 use crate::backend::{BackendFailed, BackendSlot, BackendTx, Supervision};
 use crate::config::BackendKind;
@@ -39,6 +39,9 @@ pub(crate) enum BackendSpec {
         /// Where the socket I/O runs (see `KeystoreBuilder::io_runtime`);
         /// `None`: the engine's runtime.
         io: Option<tokio::runtime::Handle>,
+        /// With the in-process tier and its backplane on: the channel, and
+        /// the tier that drops what other instances publish.
+        backplane: Option<(String, Arc<dyn Invalidations>)>,
     },
 }
 
@@ -55,6 +58,9 @@ pub(crate) struct Supervisor {
     janitor: Option<Addr<Janitor>>,
     /// Dropping this stops the janitor at once (it may be asleep for minutes).
     _janitor_stop: Option<oneshot::Sender<()>>,
+    /// Dropping this stops the backplane (it outlives backend restarts: its
+    /// subscription is a connection of its own).
+    _backplane_stop: Option<oneshot::Sender<()>>,
 }
 
 impl Supervisor {
@@ -76,8 +82,20 @@ impl Supervisor {
                 restart_pending: false,
                 janitor: None,
                 _janitor_stop: None,
+                _backplane_stop: None,
             };
             sup.start_backend(ctx);
+            if let BackendSpec::Redis {
+                target,
+                backplane: Some((channel, tier)),
+                ..
+            } = &sup.spec
+            {
+                let (backplane, stop) =
+                    Backplane::new(target.clone(), channel.clone(), tier.clone());
+                backplane.start();
+                sup._backplane_stop = Some(stop);
+            }
             if matches!(sup.spec, BackendSpec::RocksDb { .. }) {
                 let (stop_tx, stop_rx) = oneshot::channel();
                 sup.janitor = Some(
@@ -121,7 +139,7 @@ impl Supervisor {
                     }
                 }
             }
-            BackendSpec::Redis { target, io } => {
+            BackendSpec::Redis { target, io, .. } => {
                 let (actor, direct) = RedisActor::new(
                     target.clone(),
                     io.clone(),

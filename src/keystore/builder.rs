@@ -138,7 +138,7 @@ impl KeystoreBuilder {
         }
         let registry = self.registry.unwrap_or_else(MetricsRegistry::global);
         if !config.enabled {
-            return Ok(Keystore::assemble(config, None, registry, None));
+            return Ok(Keystore::assemble(config, None, registry, None, self.clock));
         }
         // Started before the backend so a taken address fails the build at once.
         let server = match (self.metrics, config.metrics.listen) {
@@ -146,11 +146,17 @@ impl KeystoreBuilder {
             _ => None,
         };
         let options = EngineOptions {
-            clock: self.clock,
+            clock: self.clock.clone(),
             metrics: self.metrics.then(|| registry.clone()),
             io_runtime: self.io_runtime,
         };
         let engine = Engine::open(&config, options)?;
-        Ok(Keystore::assemble(config, Some(engine), registry, server))
+        Ok(Keystore::assemble(
+            config,
+            Some(engine),
+            registry,
+            server,
+            self.clock,
+        ))
     }
 }

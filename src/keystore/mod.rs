@@ -9,10 +9,18 @@
 //! 2. **admit, route, wait**: [`Engine::call`](crate::engine::Engine) (see
 //!    `engine::request`): the in-flight permit and deadline, then the memory
 //!    shortcut, the Redis direct path or the backend actor;
-//! 3. **finish**: the reply becomes the typed answer (a decoded value, a
+//! 3. **tier**: with `keystore.l1` on, a write updates or drops the
+//!    in-process copies and publishes the names on the backplane
+//!    ([`tiered`]);
+//! 4. **finish**: the reply becomes the typed answer (a decoded value, a
 //!    count, a flag);
-//! 4. **record**: one outcome (hit, miss, ok or the error's kind) and the
+//! 5. **record**: one outcome (hit, miss, ok or the error's kind) and the
 //!    latency, counted for the operation's `op` label.
+//!
+//! Reads of one name (`get_cache`, `get_or_set`) take the same steps
+//! through [`Keystore::read_one`]: the tier's fresh copy, else RocksDB's
+//! memory read, else the engine call (filling the tier), else, when the
+//! backend failed, the tier's stale copy (`keystore.fail_safe`).
 //!
 //! Adding an operation means a [`Command`] variant, its backend handling and
 //! a method here that calls `run` with its finish step.
@@ -25,15 +33,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::{Command, Reply};
+use crate::clock::Clock;
 use crate::config::{BackendKind, Config, Overrides};
 use crate::engine::{self, Engine};
 use crate::error::{ErrorKind, KeystoreError, Result};
-use crate::metrics::{MetricsRegistry, MetricsServer, Op, Outcome, Stats};
+use crate::metrics::{MetricsRegistry, MetricsServer, Op, Outcome, Stats, TierCount};
+use crate::tier;
 use crate::ttl::Ttl;
+use tiered::Touch;
 
 mod blocking;
 mod builder;
 mod flight;
+mod tiered;
 
 pub use blocking::BlockingKeystore;
 pub use builder::KeystoreBuilder;
@@ -73,6 +85,8 @@ struct Inner {
     server: Option<MetricsServer>,
     /// `get_or_set` loads under way (see [`flight`]).
     flights: Arc<flight::Flights>,
+    /// The time source of TTLs (tier lifetimes and eager refresh use it too).
+    clock: Clock,
 }
 
 /// What an operation's answer says for the metrics.
@@ -149,6 +163,7 @@ impl Keystore {
         engine: Option<Engine>,
         registry: MetricsRegistry,
         server: Option<MetricsServer>,
+        clock: Clock,
     ) -> Keystore {
         Keystore {
             inner: Arc::new(Inner {
@@ -157,6 +172,7 @@ impl Keystore {
                 registry,
                 server,
                 flights: Arc::default(),
+                clock,
             }),
         }
     }
@@ -184,26 +200,13 @@ impl Keystore {
     }
 
     /// The one request path (see the module docs): `resolve` builds the
-    /// command, the engine runs it, `finish` turns its reply into the answer,
-    /// and the outcome is recorded as `op`. With the keystore disabled the
-    /// answer is `disabled()`, and nothing runs.
+    /// command, the engine runs it, the tier learns what a write changed,
+    /// `finish` turns the reply into the answer, and the outcome is recorded
+    /// as `op`. With the keystore disabled the answer is `disabled()`, and
+    /// nothing runs.
     async fn run<O: Recorded>(
         &self,
         op: Op,
-        disabled: impl FnOnce() -> Result<O>,
-        resolve: impl FnOnce() -> Result<Command>,
-        finish: impl FnOnce(Reply) -> Result<O>,
-    ) -> Result<O> {
-        self.run_reading(op, None, disabled, resolve, finish).await
-    }
-
-    /// [`run`](Self::run) for a read of `key`, which memory may answer
-    /// before the command is even built (no allocation on a warm RocksDB
-    /// read).
-    async fn run_reading<O: Recorded>(
-        &self,
-        op: Op,
-        key: Option<&str>,
         disabled: impl FnOnce() -> Result<O>,
         resolve: impl FnOnce() -> Result<Command>,
         finish: impl FnOnce(Reply) -> Result<O>,
@@ -212,11 +215,15 @@ impl Keystore {
             return disabled();
         };
         self.recorded(engine, op, async {
-            let reply = match key.and_then(|k| engine.read_from_memory(k)) {
-                Some(answer) => answer?,
-                None => engine.call(resolve()?).await?,
-            };
-            let answer = finish(reply)?;
+            let command = resolve()?;
+            let touch = engine
+                .tier()
+                .and_then(|t| Some((t, Touch::of(t, &command)?)));
+            let reply = engine.call(command).await;
+            if let Some((tier, touch)) = touch {
+                self.touched(engine, tier, touch, reply.is_ok()).await;
+            }
+            let answer = finish(reply?)?;
             let outcome = answer.outcome(op);
             Ok((answer, outcome))
         })
@@ -275,17 +282,15 @@ impl Keystore {
     /// ([`ErrorKind::Serialization`]), and so is a RocksDB value not in the
     /// stored format ([`ErrorKind::CorruptValue`]).
     pub async fn get_cache<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
-        let get = || Ok(Command::Get { key: name.into() });
-        self.run_reading(
-            Op::Get,
-            Some(name),
-            || Ok(None),
-            get,
-            |reply| match reply {
-                Reply::Value(json) => json.map(|j| decode(name, &j)).transpose(),
-                other => Err(unexpected(other)),
-            },
-        )
+        let Some(engine) = self.engine() else {
+            return Ok(None);
+        };
+        self.recorded(engine, Op::Get, async {
+            let found = self.read_one(engine, name, false).await?;
+            let value = found.map(|f| decode(name, f.json.as_str())).transpose()?;
+            let outcome = value.outcome(Op::Get);
+            Ok((value, outcome))
+        })
         .await
     }
 
@@ -320,6 +325,22 @@ impl Keystore {
         &self,
         names: &[S],
     ) -> Result<Vec<Option<T>>> {
+        if let Some(engine) = self.engine()
+            && let Some(tier) = engine.tier()
+        {
+            return self
+                .recorded(engine, Op::GetMany, async {
+                    let keys: Vec<Arc<str>> = names.iter().map(|n| Arc::from(n.as_ref())).collect();
+                    let texts = self.read_many(engine, tier, &keys).await?;
+                    let values = keys
+                        .iter()
+                        .zip(texts)
+                        .map(|(name, t)| t.map(|t| decode(name, t.as_str())).transpose())
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((values, Outcome::Ok))
+                })
+                .await;
+        }
         let get = || {
             Ok(Command::GetMany {
                 keys: names.iter().map(|n| Arc::from(n.as_ref())).collect(),
@@ -451,26 +472,28 @@ impl Keystore {
         let Some(engine) = self.engine() else {
             return loader().await.map_err(|e| loader_failed(name, &e));
         };
+        let eager = self.inner.config.tier.eager_refresh;
         self.recorded(engine, Op::GetOrSet, async {
-            let cached = match engine.read_from_memory(name) {
-                Some(answer) => answer?,
-                None => engine.call(Command::Get { key: name.into() }).await?,
-            };
-            match cached {
-                Reply::Value(Some(json)) => return Ok((decode(name, &json)?, Outcome::Hit)),
-                Reply::Value(None) => {}
-                other => return Err(unexpected(other)),
+            if let Some(found) = self.read_one(engine, name, eager > 0.0).await? {
+                let value = decode(name, found.json.as_str())?;
+                if let (Some(expires_at), Some(secs)) = (found.expires_at, self.resolve_ttl(ttl))
+                    && tier::is_due(self.inner.clock.now_unix(), expires_at, secs, eager)
+                    && let flight::Joined::Leader(_, takeoff) =
+                        self.inner.flights.join_or_start(name)
+                {
+                    // Eager refresh: this caller has its value; the reload
+                    // runs detached, once per name at a time (the flight).
+                    if let Some(r) = engine.recorder() {
+                        r.tier(TierCount::Refresh, 1);
+                    }
+                    self.take_off(name, ttl, loader(), takeoff, false);
+                }
+                return Ok((value, Outcome::Hit));
             }
             let flight = match self.inner.flights.join_or_start(name) {
                 flight::Joined::Follower(flight) => flight,
                 flight::Joined::Leader(flight, takeoff) => {
-                    let keystore = self.clone();
-                    let name: Arc<str> = name.into();
-                    let load = loader();
-                    // Detached: a leader that stops waiting cancels nothing.
-                    drop(engine::background::spawn(async move {
-                        takeoff.land(keystore.load_and_store(&name, ttl, load).await);
-                    }));
+                    self.take_off(name, ttl, loader(), takeoff, true);
                     flight
                 }
             };
@@ -495,13 +518,36 @@ impl Keystore {
         .await
     }
 
-    /// A flight's work: looks once more, runs the loader (catching a
-    /// panic), stores its value and answers the stored JSON text.
+    /// Starts a flight's work in a task of its own: detached, so a leader
+    /// that stops waiting cancels nothing.
+    fn take_off<T, E>(
+        &self,
+        name: &str,
+        ttl: Ttl,
+        load: impl Future<Output = std::result::Result<T, E>> + Send + 'static,
+        takeoff: flight::Takeoff,
+        look_first: bool,
+    ) where
+        T: Serialize + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let keystore = self.clone();
+        let name: Arc<str> = name.into();
+        drop(engine::background::spawn(async move {
+            let stored = keystore.load_and_store(&name, ttl, load, look_first).await;
+            takeoff.land(stored);
+        }));
+    }
+
+    /// A flight's work: looks once more (unless it is a refresh), runs the
+    /// loader (catching a panic), stores its value and answers the stored
+    /// JSON text.
     async fn load_and_store<T, E>(
         &self,
         name: &str,
         ttl: Ttl,
         load: impl Future<Output = std::result::Result<T, E>>,
+        look_first: bool,
     ) -> Result<Arc<str>>
     where
         T: Serialize,
@@ -509,7 +555,7 @@ impl Keystore {
     {
         // Another flight of this name may have stored the value between this
         // caller's miss and the start of this flight: then no load at all.
-        if let Some(json) = self.get_json(name).await? {
+        if look_first && let Some(json) = self.get_json(name).await? {
             return Ok(Arc::from(json));
         }
         let value = match std::panic::AssertUnwindSafe(load).catch_unwind().await {

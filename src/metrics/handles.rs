@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ::metrics::{Counter, Gauge, Histogram};
 
-use super::model::{Op, Tally};
+use super::model::{Op, Tally, TierCount};
 use super::recorder::OpTotals;
 use super::registry::{MetricsRegistry, label};
 use crate::config::BackendKind;
@@ -73,11 +73,17 @@ pub(crate) struct EngineMetrics {
     scanned: Counter,
     sweep_duration: Histogram,
     events_dropped: Counter,
+    /// The tier's counters, by [`TierCount`].
+    tier: [Counter; TierCount::COUNT],
+    backplane_up: Gauge,
+    tier_bytes: Gauge,
     // This engine's contribution to the shared gauges.
     my_limit: f64,
     my_in_flight: f64,
     my_up: bool,
     my_dropped: u64,
+    my_backplane_up: bool,
+    my_tier_bytes: f64,
 }
 
 impl EngineMetrics {
@@ -121,12 +127,17 @@ impl EngineMetrics {
             scanned: registry.counter("objdatakey_janitor_keys_scanned_total", bl()),
             sweep_duration: registry.histogram("objdatakey_janitor_sweep_duration_seconds", bl()),
             events_dropped: registry.counter("objdatakey_metrics_events_dropped_total", bl()),
+            tier: TierCount::ALL.map(|what| registry.counter(tier_metric(what), bl())),
+            backplane_up: registry.gauge("objdatakey_backplane_up", bl()),
+            tier_bytes: registry.gauge("objdatakey_l1_bytes", bl()),
             registry,
             backend: b,
             my_limit: limit as f64,
             my_in_flight: 0.0,
             my_up: false,
             my_dropped: 0,
+            my_backplane_up: false,
+            my_tier_bytes: 0.0,
         };
         for op in Op::ALL {
             for kind in expected_errors(op) {
@@ -161,8 +172,14 @@ impl EngineMetrics {
         &self.errors[i].1
     }
 
-    /// Samples what is not an event: requests in flight, events dropped.
-    pub(crate) fn sample(&mut self, in_flight: usize, dropped: u64) {
+    /// Samples what is not an event: requests in flight, events dropped,
+    /// the tier's weight.
+    pub(crate) fn sample(&mut self, in_flight: usize, dropped: u64, tier_bytes: u64) {
+        let bytes = tier_bytes as f64;
+        if bytes != self.my_tier_bytes {
+            self.tier_bytes.increment(bytes - self.my_tier_bytes);
+            self.my_tier_bytes = bytes;
+        }
         let now = in_flight as f64;
         if now != self.my_in_flight {
             self.in_flight.increment(now - self.my_in_flight);
@@ -202,6 +219,12 @@ impl Tally for EngineMetrics {
                 );
             }
         }
+        for what in TierCount::ALL {
+            let n = d.tier(what);
+            if n > 0 {
+                self.tier[what.index()].increment(n);
+            }
+        }
     }
 
     fn failed(&mut self, op: Op, kind: ErrorKind, latency: Duration) {
@@ -232,6 +255,26 @@ impl Tally for EngineMetrics {
             self.my_up = up;
         }
     }
+
+    fn backplane_up(&mut self, up: bool) {
+        if up != self.my_backplane_up {
+            self.backplane_up.increment(if up { 1.0 } else { -1.0 });
+            self.my_backplane_up = up;
+        }
+    }
+}
+
+/// The counter each [`TierCount`] is exported as.
+fn tier_metric(what: TierCount) -> &'static str {
+    match what {
+        TierCount::Hit => "objdatakey_l1_hits_total",
+        TierCount::Miss => "objdatakey_l1_misses_total",
+        TierCount::Eviction => "objdatakey_l1_evictions_total",
+        TierCount::InvalidationSent => "objdatakey_invalidations_sent_total",
+        TierCount::InvalidationReceived => "objdatakey_invalidations_received_total",
+        TierCount::StaleServed => "objdatakey_stale_served_total",
+        TierCount::Refresh => "objdatakey_refreshes_total",
+    }
 }
 
 impl Drop for EngineMetrics {
@@ -243,5 +286,9 @@ impl Drop for EngineMetrics {
         if self.my_up {
             self.up.decrement(1.0);
         }
+        if self.my_backplane_up {
+            self.backplane_up.decrement(1.0);
+        }
+        self.tier_bytes.decrement(self.my_tier_bytes);
     }
 }

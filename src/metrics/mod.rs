@@ -43,7 +43,7 @@ pub use exporter::MetricsServer;
 pub use histogram::LatencySummary;
 pub use model::Op;
 pub use registry::{METRICS, MetricsRegistry, OPERATION_BUCKETS, SWEEP_BUCKETS};
-pub use stats::{OpStats, Stats};
+pub use stats::{OpStats, Stats, TierStats};
 
-pub(crate) use model::{Event, Outcome, Tally};
+pub(crate) use model::{Event, Outcome, Tally, TierCount};
 pub(crate) use recorder::Recorder;

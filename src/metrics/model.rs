@@ -85,6 +85,43 @@ impl Op {
     }
 }
 
+/// What the in-process tier counts (on the hot path, in the striped
+/// counters, like successful operations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TierCount {
+    /// A read answered from the tier.
+    Hit,
+    /// A read the tier could not answer (it went to the backend).
+    Miss,
+    /// An entry pushed out by the byte bound.
+    Eviction,
+    /// Names (or a prefix, or a clear) published on the backplane.
+    InvalidationSent,
+    /// Invalidations received from other instances and applied.
+    InvalidationReceived,
+    /// A stale copy served because the backend failed (fail-safe).
+    StaleServed,
+    /// A background reload started by eager refresh.
+    Refresh,
+}
+
+impl TierCount {
+    pub(crate) const COUNT: usize = 7;
+    pub(crate) const ALL: [TierCount; TierCount::COUNT] = [
+        TierCount::Hit,
+        TierCount::Miss,
+        TierCount::Eviction,
+        TierCount::InvalidationSent,
+        TierCount::InvalidationReceived,
+        TierCount::StaleServed,
+        TierCount::Refresh,
+    ];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// How one operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -117,6 +154,8 @@ pub(crate) enum Event {
     Restart,
     /// The backend became reachable/open (`true`) or lost (`false`).
     BackendUp(bool),
+    /// The backplane subscription was made (`true`) or lost (`false`).
+    BackplaneUp(bool),
 }
 
 /// Something that keeps totals of what the engine did. The metrics actor
@@ -129,6 +168,7 @@ pub(crate) trait Tally {
     fn sweep_failed(&mut self);
     fn restarted(&mut self);
     fn backend_up(&mut self, up: bool);
+    fn backplane_up(&mut self, up: bool);
 }
 
 impl Event {
@@ -144,6 +184,7 @@ impl Event {
             Event::SweepFailed => sink.sweep_failed(),
             Event::Restart => sink.restarted(),
             Event::BackendUp(up) => sink.backend_up(up),
+            Event::BackplaneUp(up) => sink.backplane_up(up),
         }
     }
 }

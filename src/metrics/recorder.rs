@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::histogram::{BUCKETS, LatencyHistogram};
-use super::model::{Event, Op, Outcome};
+use super::model::{Event, Op, Outcome, TierCount};
 
 /// Events the channel holds before recording starts dropping them.
 pub(crate) const EVENT_CAPACITY: usize = 1 << 16;
@@ -74,6 +74,13 @@ impl Recorder {
         self.counters.add(op, result, latency);
     }
 
+    /// Counts `n` of `what` for the in-process tier (striped, like successes).
+    pub(crate) fn tier(&self, what: TierCount, n: u64) {
+        if self.on {
+            self.counters.stripe().tier[what.index()].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// The counters the metrics actor sums.
     pub(crate) fn counters(&self) -> Arc<OpCounters> {
         self.counters.clone()
@@ -112,6 +119,8 @@ struct Stripe {
     buckets: [[[AtomicU64; BUCKETS]; 3]; Op::COUNT],
     sum_ns: [AtomicU64; Op::COUNT],
     max_ns: [AtomicU64; Op::COUNT],
+    /// The in-process tier's counts, by [`TierCount`].
+    tier: [AtomicU64; TierCount::COUNT],
 }
 
 fn atomics<const N: usize>() -> [AtomicU64; N] {
@@ -124,6 +133,7 @@ impl Stripe {
             buckets: std::array::from_fn(|_| std::array::from_fn(|_| atomics())),
             sum_ns: atomics(),
             max_ns: atomics(),
+            tier: atomics(),
         }
     }
 }
@@ -135,12 +145,17 @@ impl OpCounters {
         }
     }
 
-    fn add(&self, op: Op, result: usize, latency: Duration) {
+    /// This thread's stripe.
+    fn stripe(&self) -> &Stripe {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         thread_local! {
             static MINE: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % STRIPES;
         }
-        let stripe = &self.stripes[MINE.with(|m| *m)];
+        &self.stripes[MINE.with(|m| *m)]
+    }
+
+    fn add(&self, op: Op, result: usize, latency: Duration) {
+        let stripe = self.stripe();
         let (i, ns) = (
             op.index(),
             latency.as_nanos().min(u128::from(u64::MAX)) as u64,
@@ -168,6 +183,9 @@ impl OpCounters {
                 t.sum_ns[i] += s.sum_ns[i].load(Ordering::Relaxed);
                 t.max_ns[i] = t.max_ns[i].max(s.max_ns[i].load(Ordering::Relaxed));
             }
+            for (sum, n) in t.tier.iter_mut().zip(&s.tier) {
+                *sum += n.load(Ordering::Relaxed);
+            }
         }
         t
     }
@@ -181,6 +199,8 @@ pub(crate) struct OpTotals {
     pub(super) sum_ns: [u64; Op::COUNT],
     /// The largest latency so far (not a difference).
     pub(super) max_ns: [u64; Op::COUNT],
+    /// The tier's counts, by [`TierCount`].
+    pub(super) tier: [u64; TierCount::COUNT],
 }
 
 impl Default for OpTotals {
@@ -190,6 +210,7 @@ impl Default for OpTotals {
             buckets: Box::new([[0; BUCKETS]; Op::COUNT]),
             sum_ns: [0; Op::COUNT],
             max_ns: [0; Op::COUNT],
+            tier: [0; TierCount::COUNT],
         }
     }
 }
@@ -207,6 +228,9 @@ impl OpTotals {
             }
             d.sum_ns[i] -= earlier.sum_ns[i];
         }
+        for (now, then) in d.tier.iter_mut().zip(&earlier.tier) {
+            *now -= then;
+        }
         d
     }
 
@@ -214,6 +238,11 @@ impl OpTotals {
     pub(crate) fn results(&self, op: Op) -> (u64, u64, u64) {
         let r = &self.results[op.index()];
         (r[RESULT_HIT], r[RESULT_MISS], r[RESULT_OK])
+    }
+
+    /// What the tier counted of `what`.
+    pub(crate) fn tier(&self, what: TierCount) -> u64 {
+        self.tier[what.index()]
     }
 
     /// `(representative latency, count)` of each non-empty bucket of `op`.

@@ -103,6 +103,51 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Duration of one whole janitor sweep",
     ),
     (
+        "objdatakey_l1_hits_total",
+        "counter",
+        "Reads answered from the in-process tier (keystore.l1)",
+    ),
+    (
+        "objdatakey_l1_misses_total",
+        "counter",
+        "Reads the in-process tier could not answer (they went to the backend)",
+    ),
+    (
+        "objdatakey_l1_evictions_total",
+        "counter",
+        "In-process tier entries pushed out by keystore.l1.max_bytes",
+    ),
+    (
+        "objdatakey_l1_bytes",
+        "gauge",
+        "Bytes of names and JSON text the in-process tier holds (sampled every 100 ms)",
+    ),
+    (
+        "objdatakey_invalidations_sent_total",
+        "counter",
+        "Invalidations published on the backplane channel",
+    ),
+    (
+        "objdatakey_invalidations_received_total",
+        "counter",
+        "Invalidations from other instances applied to the in-process tier",
+    ),
+    (
+        "objdatakey_backplane_up",
+        "gauge",
+        "Engines whose backplane subscription is up (1 per engine)",
+    ),
+    (
+        "objdatakey_stale_served_total",
+        "counter",
+        "Stale values served because the backend failed (keystore.fail_safe.max_age)",
+    ),
+    (
+        "objdatakey_refreshes_total",
+        "counter",
+        "Background reloads started by keystore.eager_refresh",
+    ),
+    (
         "objdatakey_metrics_events_dropped_total",
         "counter",
         "Metric events lost because the metrics channel was full (normally 0)",

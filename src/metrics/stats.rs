@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::histogram::{LatencyHistogram, LatencySummary};
-use super::model::{Op, Tally};
+use super::model::{Op, Tally, TierCount};
 use super::recorder::OpTotals;
 use crate::config::BackendKind;
 use crate::error::ErrorKind;
@@ -18,6 +18,32 @@ pub struct OpStats {
     pub errors: u64,
     /// Latency of all calls.
     pub latency: LatencySummary,
+}
+
+/// What the in-process tier (`keystore.l1`) did; all 0 while it is off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TierStats {
+    /// Reads answered from the tier.
+    pub hits: u64,
+    /// Reads the tier could not answer (they went to the backend).
+    pub misses: u64,
+    /// Entries pushed out by the byte bound (`keystore.l1.max_bytes`).
+    pub evictions: u64,
+    /// Invalidations this keystore published on the backplane.
+    pub invalidations_sent: u64,
+    /// Invalidations from other instances applied to this tier.
+    pub invalidations_received: u64,
+    /// Stale values served because the backend failed (`keystore.fail_safe`).
+    pub stale_served: u64,
+    /// Background reloads started by `keystore.eager_refresh`.
+    pub refreshes: u64,
+    /// Whether the backplane subscription is up.
+    pub backplane_up: bool,
+    /// The tier's weight now: bytes of names and JSON text held.
+    pub bytes: u64,
+    /// Entries held now.
+    pub entries: u64,
 }
 
 /// A snapshot of what a keystore has done since it started.
@@ -70,6 +96,8 @@ pub struct Stats {
     pub backend_up: bool,
     /// Janitor sweeps that failed.
     pub janitor_sweep_failures: u64,
+    /// The in-process tier, backplane, fail-safe and eager refresh.
+    pub tier: TierStats,
 }
 
 impl Stats {
@@ -124,6 +152,7 @@ pub(crate) struct Aggregate {
     pub sweep_failures: u64,
     pub removed: u64,
     pub up: bool,
+    pub tier: TierStats,
 }
 
 impl Tally for Aggregate {
@@ -135,6 +164,19 @@ impl Tally for Aggregate {
             self.hits += hits;
             self.misses += misses;
             self.latency[i].add_buckets(&d.buckets[i], d.sum_ns[i], d.max_ns[i]);
+        }
+        let t = &mut self.tier;
+        for what in TierCount::ALL {
+            let field = match what {
+                TierCount::Hit => &mut t.hits,
+                TierCount::Miss => &mut t.misses,
+                TierCount::Eviction => &mut t.evictions,
+                TierCount::InvalidationSent => &mut t.invalidations_sent,
+                TierCount::InvalidationReceived => &mut t.invalidations_received,
+                TierCount::StaleServed => &mut t.stale_served,
+                TierCount::Refresh => &mut t.refreshes,
+            };
+            *field += d.tier(what);
         }
     }
 
@@ -164,6 +206,10 @@ impl Tally for Aggregate {
 
     fn backend_up(&mut self, up: bool) {
         self.up = up;
+    }
+
+    fn backplane_up(&mut self, up: bool) {
+        self.tier.backplane_up = up;
     }
 }
 
@@ -198,6 +244,7 @@ impl Aggregate {
             events_dropped: 0,
             backend_up: self.up,
             janitor_sweep_failures: self.sweep_failures,
+            tier: self.tier,
         }
     }
 }

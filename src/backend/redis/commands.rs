@@ -16,7 +16,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use super::slot::group_by_slot;
 use super::{Conn, RedisTarget};
-use crate::backend::{Command, Deadline, Reply};
+use crate::backend::{Command, Deadline, Reply, Stored};
 use crate::error::{ErrorKind, KeystoreError};
 use crate::ttl::Ttl;
 
@@ -49,7 +49,10 @@ async fn query<T: redis::FromRedisValue>(conn: Conn, cmd: &redis::Cmd) -> Result
     }
 }
 
-async fn query_pipe(conn: Conn, pipe: &redis::Pipeline) -> Result<(), RedisError> {
+async fn query_pipe<T: redis::FromRedisValue>(
+    conn: Conn,
+    pipe: &redis::Pipeline,
+) -> Result<T, RedisError> {
     match conn {
         Conn::Single(mut c) => pipe.query_async(&mut c).await,
         Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
@@ -100,7 +103,7 @@ pub(super) async fn run_once(
                     for (key, json) in group {
                         pipe.add_command(set_cmd(key, json, *ttl)).ignore();
                     }
-                    query_pipe(conn, &pipe).await
+                    query_pipe::<()>(conn, &pipe).await
                 },
             )
             .await?;
@@ -119,6 +122,13 @@ pub(super) async fn run_once(
             Ok(Reply::Count(counts.into_iter().map(|(_, n)| n).sum()))
         }
         Command::DeletePrefix { prefix } => delete_prefix(conn, prefix).await.map(Reply::Count),
+        Command::Entries { keys } => entries(target, conn, keys, deadline)
+            .await
+            .map(Reply::Entries),
+        Command::Publish { channel, message } => {
+            let _: i64 = query(conn, redis::cmd("PUBLISH").arg(&**channel).arg(message)).await?;
+            Ok(Reply::Done)
+        }
         Command::Ping => {
             let _: String = query(conn, &redis::cmd("PING")).await?;
             Ok(Reply::Done)
@@ -207,6 +217,57 @@ async fn get_many(
         }
         for (i, raw) in indices.into_iter().zip(values) {
             out[i] = text(target, &keys[i], raw)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Each key's value and remaining lifetime: a pipeline of `GET` and `PTTL`
+/// per hash slot (one round trip on a single server).
+async fn entries(
+    target: &RedisTarget,
+    conn: Conn,
+    keys: &[std::sync::Arc<str>],
+    deadline: Deadline,
+) -> Answer<Vec<Option<Stored>>> {
+    let groups = per_slot(
+        target,
+        conn,
+        deadline,
+        "get",
+        keys,
+        |conn, group| async move {
+            let mut pipe = redis::pipe();
+            for key in &group {
+                pipe.cmd("GET").arg(&***key).cmd("PTTL").arg(&***key);
+            }
+            query_pipe::<Vec<(Option<Vec<u8>>, i64)>>(conn, &pipe).await
+        },
+    )
+    .await?;
+    let mut out = vec![None; keys.len()];
+    for (indices, values) in groups {
+        if values.len() != indices.len() {
+            return Err(Failure::Ours(KeystoreError::new(
+                ErrorKind::Backend,
+                format!(
+                    "get on {} ({}): GET/PTTL answered {} pairs for {} keys",
+                    target.kind,
+                    target.address,
+                    values.len(),
+                    indices.len()
+                ),
+            )));
+        }
+        for (i, (raw, pttl)) in indices.into_iter().zip(values) {
+            // PTTL: -1 no expiry, -2 gone (expired between the two commands).
+            out[i] = match (text(target, &keys[i], raw)?, pttl) {
+                (Some(json), -1) => Some((json, None)),
+                (Some(json), ms) if ms >= 0 => {
+                    Some((json, Some(std::time::Duration::from_millis(ms as u64))))
+                }
+                _ => None,
+            };
         }
     }
     Ok(out)

@@ -126,7 +126,13 @@ async fn execute(
     // the connection error and decides.
     let retry_safe = matches!(
         command,
-        Command::Get { .. } | Command::GetMany { .. } | Command::Ttl { .. } | Command::Ping
+        Command::Get { .. }
+            | Command::GetMany { .. }
+            | Command::Entries { .. }
+            | Command::Ttl { .. }
+            | Command::Ping
+            // An invalidation sent twice drops the same copies twice.
+            | Command::Publish { .. }
     );
     let mut first = true;
     loop {

@@ -18,6 +18,10 @@
 //!   `KeystoreBuilder::io_runtime` (the callers' own, so a reply wakes its
 //!   caller without crossing threads).
 //!
+//! - [`backplane`]: [`Backplane`], the actor that holds the pub/sub
+//!   subscription of the in-process tier's invalidations, on a connection
+//!   of its own.
+//!
 //! Connections are lazy and self-healing:
 //! - a single server is reached through redis-rs's `ConnectionManager`, which
 //!   connects on first use and reconnects in the background after an I/O
@@ -32,6 +36,7 @@
 //! use redis-py with `json.dumps` + `setex` read and write the same keys.
 
 pub(crate) mod actor;
+pub(crate) mod backplane;
 pub(crate) mod commands;
 pub(crate) mod direct;
 pub(crate) mod errors;
@@ -39,5 +44,6 @@ pub(crate) mod slot;
 pub(crate) mod target;
 
 pub(crate) use actor::RedisActor;
+pub(crate) use backplane::{Backplane, Invalidations};
 pub(crate) use direct::{Conn, RedisDirect};
 pub(crate) use target::RedisTarget;

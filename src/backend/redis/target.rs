@@ -19,6 +19,9 @@ pub(crate) struct RedisTarget {
     /// `127.0.0.1:6379`, or the seed nodes of a cluster, for messages.
     pub(super) address: String,
     pub(super) client: Client,
+    /// A plain client per node (`address`, client), for the backplane's
+    /// subscription: the server itself, or each seed node of a cluster.
+    pub(super) subscribers: Vec<(String, redis::Client)>,
     /// How long a connection attempt (TCP and TLS handshake) may take.
     pub(super) connect_timeout: Duration,
     /// How long a command may wait for its reply (the request timeout).
@@ -89,33 +92,46 @@ impl RedisTarget {
             )
             .with_source(e)
         };
-        let (client, address) = if cfg.nodes.is_empty() {
+        // One plain client per node: the whole target for a single server,
+        // and what the backplane subscribes through on a cluster (a plain
+        // PUBLISH reaches every node's subscribers).
+        let node_client = |host: &str, port: u16| -> Result<redis::Client> {
             let addr = if cfg.ssl {
                 ConnectionAddr::TcpTls {
-                    host: cfg.ip.clone(),
-                    port: cfg.port,
+                    host: host.to_owned(),
+                    port,
                     insecure: false,
                     tls_params: None,
                 }
             } else {
-                ConnectionAddr::Tcp(cfg.ip.clone(), cfg.port)
+                ConnectionAddr::Tcp(host.to_owned(), port)
             };
             let info = addr
                 .into_connection_info()
                 .map_err(bad_client)?
-                .set_redis_settings(settings);
-            let client = match certs {
+                .set_redis_settings(settings.clone());
+            match &certs {
                 Some(pem) => redis::Client::build_with_tls(
                     info,
                     TlsCertificates {
                         client_tls: None,
-                        root_cert: Some(pem),
+                        root_cert: Some(pem.clone()),
                     },
                 ),
                 None => redis::Client::open(info),
             }
-            .map_err(bad_client)?;
-            (Client::Single(client), cfg.address())
+            .map_err(bad_client)
+        };
+        let subscribers = if cfg.nodes.is_empty() {
+            vec![(cfg.address(), node_client(&cfg.ip, cfg.port)?)]
+        } else {
+            cfg.nodes
+                .iter()
+                .map(|n| Ok((n.to_string(), node_client(&n.host, n.port)?)))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let (client, address) = if cfg.nodes.is_empty() {
+            (Client::Single(subscribers[0].1.clone()), cfg.address())
         } else {
             let nodes: Vec<(String, u16)> =
                 cfg.nodes.iter().map(|n| (n.host.clone(), n.port)).collect();
@@ -152,6 +168,7 @@ impl RedisTarget {
             kind,
             address,
             client,
+            subscribers,
             connect_timeout: cfg.connect_timeout,
             response_timeout: request_timeout,
             tls: cfg.ssl,

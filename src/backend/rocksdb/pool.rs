@@ -68,6 +68,13 @@ impl RocksWorker {
             }
             Command::DeleteMany { keys } => Reply::Count(self.store.delete_many(keys)?),
             Command::DeletePrefix { prefix } => Reply::Count(self.store.delete_prefix(prefix)?),
+            Command::Entries { keys } => Reply::Entries(
+                keys.iter()
+                    .map(|k| self.store.entry(k))
+                    .collect::<Result<_>>()?,
+            ),
+            // No backplane on an embedded database: one process owns it.
+            Command::Publish { .. } => Reply::Done,
             Command::Ping => {
                 self.store.ping()?;
                 Reply::Done

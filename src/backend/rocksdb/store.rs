@@ -96,6 +96,7 @@ use rocksdb::{
     WriteBatch, WriteOptions,
 };
 
+use crate::backend::Stored;
 use crate::clock::Clock;
 use crate::config::RocksDbConfig;
 use crate::error::{ErrorKind, KeystoreError, Result};
@@ -645,6 +646,38 @@ impl RocksStore {
     /// left, rounded down but at least 1 while the value lives. (Expiry is
     /// stored rounded up to a whole second, so right after a write with
     /// `EX n` this answers `n`, as Redis does.)
+    /// The JSON text stored under `key` and its remaining lifetime (`None`:
+    /// never expires); `None` when missing or expired.
+    pub(crate) fn entry(&self, key: &str) -> Result<Option<Stored>> {
+        let Some(bytes) = self.stored(key)? else {
+            return Ok(None);
+        };
+        self.live_entry(key, &bytes)
+    }
+
+    /// [`entry`](Self::entry) from memory only (see
+    /// [`get_in_memory`](Self::get_in_memory)).
+    pub(crate) fn entry_in_memory(&self, key: &str) -> Option<Result<Option<Stored>>> {
+        match MEMORY_ONLY.with(|ro| self.db.get_pinned_opt(key.as_bytes(), ro)) {
+            Ok(None) => Some(Ok(None)),
+            Ok(Some(bytes)) => Some(self.live_entry(key, &bytes)),
+            Err(_) => None,
+        }
+    }
+
+    /// A stored envelope's data and remaining lifetime, or `None` when it
+    /// has expired.
+    fn live_entry(&self, key: &str, bytes: &[u8]) -> Result<Option<Stored>> {
+        let entry = format::decode(bytes).map_err(|why| self.corrupt(key, &why))?;
+        let now = self.now();
+        if entry.is_expired(now) {
+            return Ok(None);
+        }
+        let left = (entry.expires_at >= 0.0)
+            .then(|| Duration::from_secs_f64((entry.expires_at - now).clamp(0.0, 1e12)));
+        Ok(Some((entry.data, left)))
+    }
+
     pub(crate) fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
         let Some(bytes) = self.stored(key)? else {
             return Ok(None);
