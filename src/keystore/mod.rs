@@ -676,6 +676,10 @@ impl Keystore {
                 if let Some(e) = me.engine() {
                     e.wait_stopped();
                 }
+                // Before answering: the caller's own handle must be the last
+                // one, so what the keystore holds (its `/metrics` listener)
+                // is gone when `shutdown()` returns.
+                drop(me);
                 let _ = tx.send(());
             });
         if spawned.is_ok() {
