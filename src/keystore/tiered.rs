@@ -11,10 +11,12 @@ use crate::backend::{Command, Reply, Stored};
 use crate::engine::Engine;
 use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::tier::message::Scope;
-use crate::tier::{Ticket, Tier};
+use crate::tier::{Copy, Ticket, Tier};
 
-/// The JSON text a read found: shared with the tier, or the backend's own.
+/// The JSON text a read found: the tier's copy (held, not copied), a stale
+/// copy's text, or the backend's own.
 pub(super) enum Text {
+    Copy(Arc<Copy>),
     Shared(Arc<str>),
     Owned(String),
 }
@@ -22,6 +24,7 @@ pub(super) enum Text {
 impl Text {
     pub(super) fn as_str(&self) -> &str {
         match self {
+            Text::Copy(c) => &c.json,
             Text::Shared(s) => s,
             Text::Owned(s) => s,
         }
@@ -79,8 +82,8 @@ impl Keystore {
         };
         if let Some(copy) = tier.get(name) {
             return Ok(Some(Found {
-                json: Text::Shared(copy.json.clone()),
                 expires_at: Some(copy.expires_at),
+                json: Text::Copy(copy),
             }));
         }
         let ticket = tier.ticket(name);
@@ -128,7 +131,7 @@ impl Keystore {
         let mut missing = Vec::new();
         for (i, name) in names.iter().enumerate() {
             match tier.get(name) {
-                Some(copy) => out.push(Some(Text::Shared(copy.json.clone()))),
+                Some(copy) => out.push(Some(Text::Copy(copy))),
                 None => {
                     out.push(None);
                     missing.push(i);

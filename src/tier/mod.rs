@@ -5,14 +5,21 @@
 //! A copy is a name's JSON text as the backend stores it, with two times on
 //! the keystore's [`Clock`]: until when it may answer reads (`fresh_until`:
 //! its remaining TTL in the backend, at most `keystore.l1.ttl_max`) and
-//! when the backend's copy expires (for eager refresh). The cache itself is
-//! moka's `sync::Cache`: concurrent, bounded by a weigher that counts the
-//! bytes of the name and the JSON text (`keystore.l1.max_bytes`), and with
-//! a per-entry expiry that keeps a copy `keystore.fail_safe.max_age` past
-//! its fresh life, so the fail-safe has something to serve. The `sync`
-//! flavour because a hit is answered on the caller's thread before anything
+//! when the backend's copy expires (for eager refresh). A copy past both
+//! its fresh life and `keystore.fail_safe.max_age` is dead: never served,
+//! and removed when a read finds it.
+//!
+//! The cache itself is `quick_cache`'s `sync::Cache`: sharded (a read takes
+//! one shard's read lock), bounded by a weigher that counts the bytes of
+//! the name and the JSON text (`keystore.l1.max_bytes`), with S3-FIFO
+//! eviction. A hit is answered on the caller's thread before anything
 //! awaits (like the RocksDB memory read), from the async and the blocking
-//! face alike; nothing in it waits on I/O.
+//! face alike; nothing in it waits on I/O. moka, the first
+//! suggestion, was built and measured first (`benches/tier.rs`, same run
+//! conditions): its reads record every access in a shared buffer and run
+//! the policy's upkeep on the reading thread, which made a tier hit cost
+//! more than a RocksDB memory read; its per-entry expiry is not needed, as
+//! the copy's own times decide what is served.
 //!
 //! # Keeping it coherent
 //! - **In this process**, every read that fills the tier takes a [`Ticket`]
@@ -36,11 +43,11 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use moka::notification::RemovalCause;
-use moka::sync::Cache;
 use parking_lot::{Mutex, RwLock};
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, Weighter};
 
 use crate::backend::Command;
 use crate::backend::redis::Invalidations;
@@ -64,9 +71,6 @@ pub(crate) struct Copy {
     /// On the keystore's clock: when the backend's value expires (`None`:
     /// never). Eager refresh measures a value's age against it.
     pub expires_at: Option<Duration>,
-    /// How long moka keeps the entry (fresh life plus the fail-safe's
-    /// `max_age`), in real time.
-    keep: Duration,
 }
 
 /// Taken before a backend call whose answer may fill the tier: it is still
@@ -81,7 +85,7 @@ pub(crate) struct Ticket {
 
 /// The in-process tier (see the module docs).
 pub(crate) struct Tier {
-    cache: Cache<Arc<str>, Arc<Copy>>,
+    cache: Cache<Arc<str>, Arc<Copy>, Bytes, quick_cache::DefaultHashBuilder, Evictions>,
     /// Per stripe of names: bumped by each write and invalidation.
     generations: Box<[Mutex<u64>]>,
     /// Bumped by prefix deletes and clears, which touch names of every
@@ -100,27 +104,25 @@ pub(crate) struct Tier {
     channel: Option<Arc<str>>,
 }
 
-/// moka's per-entry expiry: each copy lives its own `keep`.
-struct Lifetime;
+/// The tier's weigher: bytes of the name and the JSON text.
+#[derive(Clone)]
+struct Bytes;
 
-impl moka::Expiry<Arc<str>, Arc<Copy>> for Lifetime {
-    fn expire_after_create(
-        &self,
-        _name: &Arc<str>,
-        copy: &Arc<Copy>,
-        _at: Instant,
-    ) -> Option<Duration> {
-        Some(copy.keep)
+impl Weighter<Arc<str>, Arc<Copy>> for Bytes {
+    fn weight(&self, name: &Arc<str>, copy: &Arc<Copy>) -> u64 {
+        (name.len() + copy.json.len()).max(1) as u64
     }
+}
 
-    fn expire_after_update(
-        &self,
-        _name: &Arc<str>,
-        copy: &Arc<Copy>,
-        _at: Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(copy.keep)
+/// Counts the copies the byte bound pushes out.
+#[derive(Clone)]
+struct Evictions(Recorder);
+
+impl Lifecycle<Arc<str>, Arc<Copy>> for Evictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), _name: Arc<str>, _copy: Arc<Copy>) {
+        self.0.tier(TierCount::Eviction, 1);
     }
 }
 
@@ -133,19 +135,15 @@ impl Tier {
         clock: Clock,
         recorder: Recorder,
     ) -> Tier {
-        let evictions = recorder.clone();
-        let cache = Cache::builder()
-            .max_capacity(config.max_bytes)
-            .weigher(|name: &Arc<str>, copy: &Arc<Copy>| {
-                u32::try_from(name.len() + copy.json.len()).unwrap_or(u32::MAX)
-            })
-            .expire_after(Lifetime)
-            .eviction_listener(move |_name, _copy, cause| {
-                if cause == RemovalCause::Size {
-                    evictions.tier(TierCount::Eviction, 1);
-                }
-            })
-            .build();
+        // Sized for copies of about 256 bytes; the bound is the weight.
+        let items = usize::try_from(config.max_bytes / 256).unwrap_or(usize::MAX);
+        let cache = Cache::with(
+            items.clamp(16, 1 << 22),
+            config.max_bytes,
+            Bytes,
+            quick_cache::DefaultHashBuilder::default(),
+            Evictions(recorder.clone()),
+        );
         Tier {
             cache,
             generations: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
@@ -229,7 +227,7 @@ impl Tier {
         if untouched {
             self.insert(name, json, ttl.map(Duration::from_secs));
         } else {
-            self.cache.invalidate(name);
+            self.cache.remove(name);
         }
     }
 
@@ -237,14 +235,13 @@ impl Tier {
         let now = self.now();
         let life = left.map_or(self.ttl_max, |l| l.min(self.ttl_max));
         if life.is_zero() {
-            self.cache.invalidate(name);
+            self.cache.remove(name);
             return;
         }
         let copy = Copy {
             json: Arc::from(json),
             fresh_until: now + life,
             expires_at: left.map(|l| now + l),
-            keep: life + self.max_age,
         };
         self.cache.insert(Arc::from(name), Arc::new(copy));
     }
@@ -255,7 +252,7 @@ impl Tier {
             let name = name.as_ref();
             let mut generation = self.generations[Tier::stripe(name)].lock();
             *generation += 1;
-            self.cache.invalidate(name);
+            self.cache.remove(name);
         }
     }
 
@@ -264,13 +261,9 @@ impl Tier {
         let mut epoch = self.epoch.write();
         *epoch += 1;
         if prefix.is_empty() {
-            self.cache.invalidate_all();
+            self.cache.clear();
         } else {
-            for (name, _) in self.cache.iter() {
-                if name.starts_with(prefix) {
-                    self.cache.invalidate(&*name);
-                }
-            }
+            self.cache.retain(|name, _| !name.starts_with(prefix));
         }
     }
 
@@ -289,8 +282,7 @@ impl Tier {
 
     /// The tier's weight now (bytes of names and JSON text) and its entries.
     pub(crate) fn weight(&self) -> (u64, u64) {
-        self.cache.run_pending_tasks();
-        (self.cache.weighted_size(), self.cache.entry_count())
+        (self.cache.weight(), self.cache.len() as u64)
     }
 }
 
