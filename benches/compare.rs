@@ -31,7 +31,11 @@ fn main() {
          raw side runs min(callers, cores) threads; metrics {}; keys {}",
         support::cores(),
         if support::metrics_on() { "on" } else { "off" },
-        if support::scattered_keys() { "scattered" } else { "in order" }
+        if support::scattered_keys() {
+            "scattered"
+        } else {
+            "in order"
+        }
     );
     println!(
         "{:<16} {:>7} {:>12} {:>12} {:>12} {:>12} {:>12}",

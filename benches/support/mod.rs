@@ -47,16 +47,19 @@ pub fn quick() -> bool {
 /// scattered order puts both sides on the same footing.
 pub fn key(i: u64) -> String {
     let i = i % WARM_KEYS;
-    let n = if scattered_keys() { i * 7919 % WARM_KEYS } else { i };
+    let n = if scattered_keys() {
+        i * 7919 % WARM_KEYS
+    } else {
+        i
+    };
     format!("load:{n:08}")
 }
 
 /// Whether keys are visited in the scattered order (see [`key`]).
 pub fn scattered_keys() -> bool {
     static SCATTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SCATTERED.get_or_init(|| {
-        std::env::var("OBJDATAKEY_BENCH_KEYS").is_ok_and(|v| v == "scattered")
-    })
+    *SCATTERED
+        .get_or_init(|| std::env::var("OBJDATAKEY_BENCH_KEYS").is_ok_and(|v| v == "scattered"))
 }
 
 /// A JSON string whose text is `bytes` long: what the handle stores as data.

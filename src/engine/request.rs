@@ -20,7 +20,7 @@
 use tokio::sync::oneshot;
 
 use super::limiter::Refused;
-use super::{Engine, shut_down, timer};
+use super::{Engine, in_place, shut_down, timer};
 use crate::backend::{BackendFailed, Command, Deadline, Reply, Request, Unsent};
 use crate::error::{ErrorKind, KeystoreError, Result};
 
@@ -29,10 +29,7 @@ impl Engine {
     /// request timeout.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply> {
         if let Some(answer) = self.answer_in_place(&command) {
-            // A task whose calls all finish here never meets a tokio
-            // resource, so it would never yield: count it against the task's
-            // budget, so it yields now and then and the others run.
-            tokio::task::coop::consume_budget().await;
+            in_place::spend_budget().await;
             return answer;
         }
         let actors = self.actors()?;

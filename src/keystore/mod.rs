@@ -213,7 +213,10 @@ impl Keystore {
         };
         self.recorded(engine, op, async {
             let reply = match key.and_then(|k| engine.read_from_memory(k)) {
-                Some(answer) => answer?,
+                Some(answer) => {
+                    engine::in_place::spend_budget().await;
+                    answer?
+                }
                 None => engine.call(resolve()?).await?,
             };
             let answer = finish(reply)?;
@@ -453,7 +456,10 @@ impl Keystore {
         };
         self.recorded(engine, Op::GetOrSet, async {
             let cached = match engine.read_from_memory(name) {
-                Some(answer) => answer?,
+                Some(answer) => {
+                    engine::in_place::spend_budget().await;
+                    answer?
+                }
                 None => engine.call(Command::Get { key: name.into() }).await?,
             };
             match cached {
