@@ -26,13 +26,18 @@
 //! report the key as absent.)
 
 use super::Engine;
+use crate::backend::rocksdb::RocksStore;
+use crate::backend::{Command, Reply};
+use crate::error::Result;
 
-/// Units of tokio's cooperative budget (128 per turn of a task) one call
-/// answered in place spends: such a call costs 1–4 µs, where the operations
-/// tokio's budget was sized for (a channel receive, a socket read of a
-/// buffered message) cost tens of nanoseconds. At 8 units a task yields
-/// after 16 calls, about 30–60 µs of work.
-const UNITS_PER_CALL: usize = 8;
+/// Calls answered in place on one thread between two yields: such a call
+/// costs 1–4 µs, so a task yields after about 16–60 µs of work.
+const CALLS_PER_YIELD: u32 = 16;
+
+thread_local! {
+    /// Calls answered in place on this thread since it last yielded for them.
+    static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 /// To await after a call answered in place.
 ///
@@ -41,18 +46,29 @@ const UNITS_PER_CALL: usize = 8;
 /// runtime: with more tasks than threads, a task whose read went to the pool
 /// (a cold read after a restart) was not polled again until a busy task
 /// finished its whole loop. That was the 1–2 s read of the main job's read
-/// run. Spending budget makes the task yield now and then; with 128 calls
-/// per turn (1 unit each), 64 tasks on 2 threads still took turns of 10–50
-/// ms under load, which is what a woken task waits, hence
-/// [`UNITS_PER_CALL`]. Between yields it costs a thread-local decrement.
-pub(crate) async fn spend_budget() {
-    for _ in 0..UNITS_PER_CALL {
-        tokio::task::coop::consume_budget().await;
+/// run. So every [`CALLS_PER_YIELD`]th call answered in place on a thread
+/// yields, and the other tasks run.
+///
+/// Why not tokio's own budget (`coop::consume_budget`): it allows 128
+/// operations per turn, sized for ~50 ns operations; at one unit per call
+/// the turns of 64 tasks on 2 threads made p99.9 40–54 ms, and spending 8
+/// units per call cost 8 thread-local round trips on every warm read. One
+/// counter per thread does the same for one increment.
+///
+/// The interval is a trade: a yield costs a few µs even with nothing else
+/// to run. Measured (BENCHMARKS.md, issue 13): every 16 calls, cold-read
+/// p99.9 8–10 ms and warm GET 64 B at 0.49–0.58x raw; every 64 calls, p99.9
+/// 30–37 ms and GET 0.55–0.78x (0.57–0.66x before this yield existed).
+pub(crate) async fn share_the_thread() {
+    let due = CALLS.with(|c| {
+        let n = c.get() + 1;
+        c.set(if n >= CALLS_PER_YIELD { 0 } else { n });
+        n >= CALLS_PER_YIELD
+    });
+    if due {
+        tokio::task::yield_now().await;
     }
 }
-use crate::backend::rocksdb::RocksStore;
-use crate::backend::{Command, Reply};
-use crate::error::Result;
 
 impl Engine {
     /// The answer to a GET of `key` when memory alone can give it, without

@@ -29,7 +29,7 @@ impl Engine {
     /// request timeout.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply> {
         if let Some(answer) = self.answer_in_place(&command) {
-            in_place::spend_budget().await;
+            in_place::share_the_thread().await;
             return answer;
         }
         let actors = self.actors()?;

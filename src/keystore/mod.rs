@@ -214,7 +214,7 @@ impl Keystore {
         self.recorded(engine, op, async {
             let reply = match key.and_then(|k| engine.read_from_memory(k)) {
                 Some(answer) => {
-                    engine::in_place::spend_budget().await;
+                    engine::in_place::share_the_thread().await;
                     answer?
                 }
                 None => engine.call(resolve()?).await?,
@@ -457,7 +457,7 @@ impl Keystore {
         self.recorded(engine, Op::GetOrSet, async {
             let cached = match engine.read_from_memory(name) {
                 Some(answer) => {
-                    engine::in_place::spend_budget().await;
+                    engine::in_place::share_the_thread().await;
                     answer?
                 }
                 None => engine.call(Command::Get { key: name.into() }).await?,
