@@ -28,9 +28,14 @@ fn main() {
     let rt = support::runtime();
     println!(
         "handle vs raw rocksdb::DB: {rounds} rounds of {ops} ops per side and cell, {} cores; \
-         raw side runs min(callers, cores) threads; metrics {}",
+         raw side runs min(callers, cores) threads; metrics {}; keys {}",
         support::cores(),
-        if support::metrics_on() { "on" } else { "off" }
+        if support::metrics_on() { "on" } else { "off" },
+        if support::scattered_keys() {
+            "scattered"
+        } else {
+            "in order"
+        }
     );
     println!(
         "{:<16} {:>7} {:>12} {:>12} {:>12} {:>12} {:>12}",

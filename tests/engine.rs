@@ -245,14 +245,18 @@ async fn a_full_engine_makes_callers_wait_then_answers_busy() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(full, "the stalls never filled the engine");
-    // Writes need the pool: they wait, then give up with Busy.
-    let err = ks.set_cache("k", &1, Ttl::Never).await.unwrap_err();
+    // A call that needs the pool (TTL lookups are never answered in place)
+    // waits, then gives up with Busy.
+    let err = ks.ttl("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
     assert!(err.is_timeout());
     assert!(err.to_string().contains("max_in_flight"), "{err}");
-    // A read that memory can answer (here: a miss on an empty memtable)
-    // needs no worker, so it is served even while the pool is full.
+    // A read that memory can answer (here: a miss on an empty memtable) and a
+    // write RocksDB takes without stalling need no worker, so they are
+    // served even while the pool is full.
     assert_eq!(ks.get_cache::<i32>("k").await.unwrap(), None);
+    ks.set_cache("k", &1, Ttl::Never).await.unwrap();
+    assert_eq!(ks.get_cache::<i32>("k").await.unwrap(), Some(1));
     // The first stall was running; the second waited in the queue past its deadline.
     let (r1, r2) = (s1.await.unwrap(), s2.await.unwrap());
     assert_eq!(r1.unwrap_err().kind(), ErrorKind::Timeout);
@@ -451,4 +455,46 @@ async fn shutdown_while_callers_wait_answers_each_of_them_cleanly() {
         );
     }
     reopened.shutdown().await;
+}
+
+/// Calls answered on the caller's thread (warm reads, writes RocksDB takes
+/// at once) never wait on a tokio resource, yet a task making only such
+/// calls still yields now and then: on a one-thread runtime another task
+/// gets to run within a bounded number of calls. (Before, a warm reader
+/// never yielded, and a task whose read had gone to the pool waited for the
+/// whole loop: the 1–2 s read of the main job's cold read run.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_task_whose_calls_are_answered_in_place_still_lets_others_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::builder()
+        .config(rocks_config(dir.path()))
+        .build()
+        .unwrap();
+    ks.set_cache("warm", &1u32, Ttl::Never).await.unwrap();
+    for writes in [false, true] {
+        let ran = Arc::new(AtomicBool::new(false));
+        let other = tokio::spawn({
+            let ran = ran.clone();
+            async move { ran.store(true, Ordering::SeqCst) }
+        });
+        let mut calls = 0u32;
+        while !ran.load(Ordering::SeqCst) && calls < 10_000 {
+            if writes {
+                ks.set_cache("warm", &calls, Ttl::Never).await.unwrap();
+            } else {
+                assert!(ks.get_cache::<u32>("warm").await.unwrap().is_some());
+            }
+            calls += 1;
+        }
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "the other task never ran during {calls} calls (writes: {writes})"
+        );
+        assert!(calls <= 128, "{calls} calls before the other task ran");
+        other.await.unwrap();
+    }
+    ks.shutdown().await;
 }

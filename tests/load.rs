@@ -66,13 +66,17 @@ fn a_mixed_run_reports_consistent_figures() {
     assert_eq!(v["concurrency"], 8);
     assert_eq!(num(&v, "gets") + num(&v, "sets"), 2000.0, "{v}");
     assert_eq!(num(&v, "hits") + num(&v, "misses"), num(&v, "gets"), "{v}");
-    let (p50, p95, p99, max) = (
+    let (p50, p95, p99, p999, max) = (
         num(&v, "p50_us"),
         num(&v, "p95_us"),
         num(&v, "p99_us"),
+        num(&v, "p999_us"),
         num(&v, "max_us"),
     );
-    assert!(0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max, "{v}");
+    assert!(
+        0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= p999 && p999 <= max,
+        "{v}"
+    );
     // Microseconds, not nanoseconds: no handle call is faster than 1 us.
     assert!(max >= 1.0, "latency units: {v}");
     assert!(num(&v, "ops_per_sec") > 0.0 && num(&v, "elapsed_secs") > 0.0);
@@ -134,6 +138,7 @@ fn the_text_summary_names_every_figure() {
         "ops/s",
         "p50",
         "p99",
+        "p99.9",
         "hit rate",
         "errors: 0",
         "peak RSS",

@@ -598,3 +598,84 @@ async fn sync_writes_round_trip_and_survive_reopen() {
     assert_eq!(ks.get_cache::<i32>("b").await.unwrap(), None);
     ks.shutdown().await;
 }
+
+/// Writes answered on the caller's thread give way to the worker pool when
+/// RocksDB would stall them: under a stall (writes stopped, as with too many
+/// level-0 files) each SET and DELETE waits in the pool holding an in-flight
+/// permit, none is lost or answered early, and once the stall ends every
+/// acknowledged write is readable, in this process and after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_under_a_write_stall_wait_in_the_pool_and_none_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = rocks_config(dir.path());
+    let ks = Keystore::builder().config(cfg.clone()).build().unwrap();
+    // Before the stall: written in place (no permit held afterwards).
+    for i in 0..200u32 {
+        ks.set_cache(&format!("before:{i}"), &i, Ttl::Seconds(3600))
+            .await
+            .unwrap();
+    }
+    assert!(ks.delete("before:0").await.unwrap());
+    assert_eq!(ks.stats().await.in_flight, 0);
+
+    ks.inject_write_stall(true).unwrap();
+    let mut writers = Vec::new();
+    for i in 0..6u32 {
+        let ks = ks.clone();
+        let ttl = if i % 2 == 0 {
+            Ttl::Never
+        } else {
+            Ttl::Seconds(3600)
+        };
+        writers.push(tokio::spawn(async move {
+            ks.set_cache(&format!("stalled:{i}"), &i, ttl).await
+        }));
+    }
+    let deleter = {
+        let ks = ks.clone();
+        tokio::spawn(async move { ks.delete("before:1").await })
+    };
+    // Every write is parked in the pool (each holds a permit there; a write
+    // answered in place holds none), and none has been acknowledged.
+    let mut parked = 0;
+    for _ in 0..3000 {
+        parked = ks.stats().await.in_flight;
+        if parked == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(parked, 7, "stalled writes waiting in the pool");
+    assert!(writers.iter().all(|w| !w.is_finished()) && !deleter.is_finished());
+
+    ks.inject_write_stall(false).unwrap();
+    for w in writers {
+        w.await.unwrap().unwrap();
+    }
+    assert!(deleter.await.unwrap().unwrap(), "before:1 was there");
+    // In place again once the stall is over.
+    ks.set_cache("after", &1u32, Ttl::Never).await.unwrap();
+    assert_eq!(ks.stats().await.in_flight, 0);
+
+    let check = |ks: Keystore| async move {
+        for i in 2..200u32 {
+            assert_eq!(
+                ks.get_cache::<u32>(&format!("before:{i}")).await.unwrap(),
+                Some(i)
+            );
+        }
+        for gone in ["before:0", "before:1"] {
+            assert_eq!(ks.get_cache::<u32>(gone).await.unwrap(), None, "{gone}");
+        }
+        for i in 0..6u32 {
+            assert_eq!(
+                ks.get_cache::<u32>(&format!("stalled:{i}")).await.unwrap(),
+                Some(i)
+            );
+        }
+        assert_eq!(ks.get_cache::<u32>("after").await.unwrap(), Some(1));
+        ks.shutdown().await;
+    };
+    check(ks).await;
+    check(Keystore::builder().config(cfg).build().unwrap()).await;
+}

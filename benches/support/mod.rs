@@ -34,9 +34,32 @@ pub fn quick() -> bool {
         || std::env::var_os("OBJDATAKEY_BENCH_QUICK").is_some_and(|v| v != "0")
 }
 
-/// Key `i` of the workload (the same scheme as `objdatakey load`).
+/// Key `i` of the workload: `load:{i mod K}` (the same scheme as
+/// `objdatakey load`), or with `OBJDATAKEY_BENCH_KEYS=scattered`, the warm
+/// keys in a scattered order (`i * 7919 mod K`, a permutation: 7919 is prime
+/// and does not divide K).
+///
+/// Why the second order: RocksDB inserts a key right after the previous one
+/// into its memtable much faster than anywhere else (the skiplist remembers
+/// where it last inserted). The raw side's threads write keys in nearly
+/// ascending order; 16 or 64 callers sharing 2 tokio threads interleave
+/// their sequences, so the handle's writes land all over the memtable. The
+/// scattered order puts both sides on the same footing.
 pub fn key(i: u64) -> String {
-    format!("load:{:08}", i % WARM_KEYS)
+    let i = i % WARM_KEYS;
+    let n = if scattered_keys() {
+        i * 7919 % WARM_KEYS
+    } else {
+        i
+    };
+    format!("load:{n:08}")
+}
+
+/// Whether keys are visited in the scattered order (see [`key`]).
+pub fn scattered_keys() -> bool {
+    static SCATTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SCATTERED
+        .get_or_init(|| std::env::var("OBJDATAKEY_BENCH_KEYS").is_ok_and(|v| v == "scattered"))
 }
 
 /// A JSON string whose text is `bytes` long: what the handle stores as data.

@@ -6,7 +6,7 @@
 //!   Keystore (cloneable handle; keystore/)
 //!     │  Engine::call(Command)            engine/request.rs
 //!     │    admit: Limiter permit + Deadline
-//!     │    route: ① RocksDB memory read   (caller's thread, no actor)
+//!     │    route: ① RocksDB in place      (caller's thread, no actor; engine/in_place.rs)
 //!     │           ② Redis direct path     (caller's task, over the actor's connection)
 //!     │           ③ BackendSlot::send      (Request → backend mailbox, reply on a oneshot)
 //!     ▼
@@ -29,15 +29,16 @@
 //! System of our own on a dedicated thread ([`host`]).
 //!
 //! # The two shortcuts
-//! Both skip the actor hop but not the actor's ownership: ① reads the open
-//! RocksDB store on the caller's thread and only when memory can answer
-//! (`ReadTier::BlockCache`), falling back to the pool otherwise; ② uses the
+//! Both skip the actor hop but not the actor's ownership: ① uses the open
+//! RocksDB store on the caller's thread, for reads only when memory can
+//! answer (`ReadTier::BlockCache`) and for writes only when RocksDB takes
+//! them without a stall (`no_slowdown`), falling back to the pool otherwise; ② uses the
 //! connection the Redis actor opened and keeps healthy, and falls back to
 //! the mailbox while the actor has none ready.
 //!
 //! # Shutdown, driven by ownership
 //! `Keystore::shutdown()` or dropping the last handle: the engine empties the
-//! memory-read store and the backend slot (new calls answer `Shutdown`),
+//! in-place store and the backend slot (new calls answer `Shutdown`),
 //! closes the limiter, and tells the supervisor to stop. The supervisor's
 //! stop drops the janitor's stop sender (the janitor wakes and stops) and
 //! the backend's mailbox: pool workers finish their queue and exit when
@@ -68,6 +69,7 @@ use crate::tier::Tier;
 
 pub(crate) mod background;
 pub(crate) mod host;
+pub(crate) mod in_place;
 pub(crate) mod janitor;
 pub(crate) mod limiter;
 pub(crate) mod metrics_actor;
@@ -115,10 +117,10 @@ pub(crate) struct Engine {
     host: parking_lot::Mutex<Host>,
     /// Disconnects when the embedded database is closed (its lock released).
     closed: Option<crossbeam_channel::Receiver<()>>,
-    /// RocksDB only: the store, for reads that memory can answer on the
-    /// caller's thread (shortcut ①). Emptied at shutdown so the database
-    /// can close.
-    memory_reads: ArcSwapOption<RocksStore>,
+    /// RocksDB only: the store, for reads that memory can answer and writes
+    /// that need not wait, on the caller's thread (shortcut ①). Emptied at
+    /// shutdown so the database can close.
+    in_place: ArcSwapOption<RocksStore>,
     /// The in-process tier (`keystore.l1.enabled`); the backplane actor
     /// holds it too, to drop what other instances changed.
     tier: Option<Arc<Tier>>,
@@ -143,7 +145,7 @@ impl Engine {
                 recording.0.clone(),
             ))
         });
-        let (spec, closed, memory_reads) = match config.server() {
+        let (spec, closed, in_place) = match config.server() {
             None => {
                 let (store, closed) = RocksStore::open(&config.rocksdb, options.clock)?;
                 let store = Arc::new(store);
@@ -186,7 +188,7 @@ impl Engine {
             address,
             host: parking_lot::Mutex::new(host),
             closed,
-            memory_reads: ArcSwapOption::new(memory_reads),
+            in_place: ArcSwapOption::new(in_place),
             tier,
         })
     }
@@ -243,7 +245,7 @@ impl Engine {
 
     /// Asks the engine to stop; the caller then waits for it with [`Engine::wait_stopped`].
     pub(crate) fn begin_stop(&self) {
-        self.memory_reads.store(None);
+        self.in_place.store(None);
         if let Some(a) = &self.actors {
             a.slot.set(None);
             a.supervisor.do_send(Stop);

@@ -2,8 +2,9 @@
 //! its answer. (The handle resolves the command before and records the
 //! outcome after: see `Keystore::run`.)
 //!
-//! 1. **Memory read** (RocksDB GET): answered on the caller's thread when
-//!    memtables or block cache hold the answer. It never waits, so it takes
+//! 1. **In place** (RocksDB): a read that memtables or block cache can
+//!    answer, or a write RocksDB takes without stalling, runs on the caller's
+//!    thread (see [`in_place`](super::in_place)). It never waits, so it takes
 //!    no in-flight permit and no timer.
 //! 2. **Admit**: a permit from the [`Limiter`](super::limiter::Limiter),
 //!    waiting at most until the call's [`Deadline`].
@@ -19,8 +20,7 @@
 use tokio::sync::oneshot;
 
 use super::limiter::Refused;
-use super::{Engine, shut_down, timer};
-use crate::backend::rocksdb::RocksStore;
+use super::{Engine, in_place, shut_down, timer};
 use crate::backend::{BackendFailed, Command, Deadline, Reply, Request, Unsent};
 use crate::error::{ErrorKind, KeystoreError, Result};
 
@@ -28,7 +28,8 @@ impl Engine {
     /// Runs `command` on the backend and answers its reply, all within the
     /// request timeout.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply> {
-        if let Some(answer) = self.answer_from_memory(&command) {
+        if let Some(answer) = self.answer_in_place(&command) {
+            in_place::share_the_thread().await;
             return answer;
         }
         let actors = self.actors()?;
@@ -95,45 +96,6 @@ impl Engine {
             r = rx => r.unwrap_or_else(|_| Err(stopped("the backend stopped before answering"))),
             _ = timer::sleep_until(deadline.at) => Err(deadline.timed_out(&what())),
         }
-    }
-
-    /// The answer to a GET of `key` when memory alone can give it, without
-    /// building a command (the handle asks before it allocates one).
-    pub(crate) fn read_from_memory(&self, key: &str) -> Option<Result<Reply>> {
-        self.in_memory(|store| Some(store.get_in_memory(key)?.map(Reply::Value)))
-    }
-
-    /// The answer to a read when memory alone can give it (RocksDB: see
-    /// `memory_reads`); `None` sends the command the normal way.
-    fn answer_from_memory(&self, command: &Command) -> Option<Result<Reply>> {
-        match command {
-            Command::Get { key } => self.read_from_memory(key),
-            Command::GetMany { keys } => {
-                self.in_memory(|store| Some(store.get_many_in_memory(keys)?.map(Reply::Values)))
-            }
-            Command::Entries { keys } if keys.len() == 1 => self.in_memory(|store| {
-                Some(
-                    store
-                        .entry_in_memory(&keys[0])?
-                        .map(|e| Reply::Entries(vec![e])),
-                )
-            }),
-            _ => None,
-        }
-    }
-
-    /// Runs `read` on the memory-read store (RocksDB), if there is one. A
-    /// panic here is not the caller's: it answers `None`, and the pool, whose
-    /// supervisor handles backend panics, reads it the normal way.
-    fn in_memory(
-        &self,
-        read: impl FnOnce(&RocksStore) -> Option<Result<Reply>>,
-    ) -> Option<Result<Reply>> {
-        let guard = self.memory_reads.load();
-        let store = guard.as_ref()?;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(store)))
-            .ok()
-            .flatten()
     }
 
     fn busy(&self, what: &str) -> KeystoreError {

@@ -701,6 +701,17 @@ impl Keystore {
         self.inject(Command::Stall(d)).await
     }
 
+    /// Makes RocksDB stop every write (`true`) or lets them go again
+    /// (tests of the in-place write's fallback to the pool only).
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn inject_write_stall(&self, on: bool) -> Result<()> {
+        match self.engine() {
+            Some(engine) => engine.inject_write_stall(on),
+            None => Ok(()),
+        }
+    }
+
     /// Runs an injected fault through the engine, unrecorded.
     #[cfg(feature = "fault-injection")]
     async fn inject(&self, command: Command) -> Result<()> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Keystore, unexpected};
 use crate::backend::{Command, Reply, Stored};
-use crate::engine::Engine;
+use crate::engine::{Engine, in_place};
 use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::tier::message::Scope;
 use crate::tier::{Copy, Ticket, Tier};
@@ -69,7 +69,10 @@ impl Keystore {
                 }));
             }
             let reply = match engine.read_from_memory(name) {
-                Some(answer) => answer?,
+                Some(answer) => {
+                    in_place::share_the_thread().await;
+                    answer?
+                }
                 None => engine.call(Command::Get { key: name.into() }).await?,
             };
             return match reply {
@@ -81,6 +84,7 @@ impl Keystore {
             };
         };
         if let Some(copy) = tier.get(name) {
+            in_place::share_the_thread().await;
             return Ok(Some(Found {
                 expires_at: Some(copy.expires_at),
                 json: Text::Copy(copy),

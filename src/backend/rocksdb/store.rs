@@ -76,19 +76,31 @@
 //! RocksDB's default 7) is rewritten at the configured version when opened.
 //!
 //! # Concurrency
-//! Reads take no lock. A write and a sweep of the same key are serialised by one
-//! of [`STRIPES`] mutexes (chosen by key hash), so a sweep can never delete a value
-//! that was rewritten after the sweep read it. The compaction filter takes no
-//! lock: it only sees versions already in files, and a newer write of the same
-//! key always outranks what it drops.
+//! Reads take no lock. A write and a sweep of the same key are serialised by
+//! the key's stripe (one of a fixed set of locks chosen by key hash; see
+//! [`stripes`](super::stripes)), so a sweep can never delete a value that was
+//! rewritten after the sweep read it. Sets share their stripe, deletes and
+//! sweeps hold it alone. The compaction filter takes no lock: it only sees
+//! versions already in files, and a newer write of the same key always
+//! outranks what it drops.
+//!
+//! # Writes on the caller's thread
+//! Handing each write to a pool worker and its answer back costs two thread
+//! wake-ups, ten times a memtable insert. So the engine first tries a write
+//! in place ([`try_set`](RocksStore::try_set), [`try_delete`](RocksStore::try_delete),
+//! and their batch forms): stripes taken only if free, RocksDB's
+//! `no_slowdown`, and for deletes the "was it there" read from memory only.
+//! Anything that would wait (a stripe a sweep holds, a write stall, a read
+//! from a file, fsynced writes) answers `None`, and the write goes to the
+//! pool, which waits as before. The write itself is the same: WAL first,
+//! then memtable, acknowledged only after both.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DB,
@@ -96,6 +108,7 @@ use rocksdb::{
     WriteBatch, WriteOptions,
 };
 
+use super::stripes::{Stripes, Wait};
 use crate::backend::Stored;
 use crate::clock::Clock;
 use crate::config::RocksDbConfig;
@@ -103,8 +116,6 @@ use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::format;
 use crate::ttl::Ttl;
 
-/// Number of write-lock stripes: enough that unrelated writes rarely share one.
-const STRIPES: usize = 64;
 /// Prefix of expiry index keys: `0xFF` cannot occur in UTF-8 names. Index
 /// entries written by earlier versions sit under it in the default column
 /// family; that is how they are found and moved.
@@ -142,11 +153,16 @@ pub(crate) struct RocksStore {
     /// As configured (possibly relative), for messages.
     path: PathBuf,
     clock: Clock,
-    /// fsync per value write or not (`keystore.rocksdb.sync_writes`).
-    write_opts: WriteOptions,
-    /// Serialises writes and sweeps per key stripe (see the module docs).
-    stripes: Box<[Mutex<()>]>,
-    hasher: std::hash::RandomState,
+    /// Writes on a pool worker: values fsynced or not
+    /// (`keystore.rocksdb.sync_writes`), waiting through write stalls.
+    waiting: Writes,
+    /// Writes on the caller's thread: `no_slowdown`, so RocksDB answers
+    /// `Incomplete` instead of delaying or stopping the write. `None` with
+    /// `sync_writes` (an fsync must not block an async thread): every write
+    /// then goes to the pool.
+    no_wait: Option<Writes>,
+    /// Keep sweeps off values written meanwhile (see the module docs).
+    stripes: Stripes,
     /// Where the next sweep batch starts. Deleted index entries stay in the
     /// database as tombstones until compaction; starting every batch at the
     /// front of the index would step over all of them again, making a large
@@ -160,6 +176,18 @@ pub(crate) struct RocksStore {
     /// Dropped with the store: its receiver learns the database is closed, so
     /// shutdown can wait until the lock file is released.
     _closed: crossbeam_channel::Sender<()>,
+}
+
+/// The write options of one way of writing (built once: each is a C++
+/// object RocksDB allocates).
+struct Writes {
+    values: WriteOptions,
+    index: WriteOptions,
+}
+
+/// RocksDB's answer to a `no_slowdown` write it would have delayed or stopped.
+fn would_stall(e: &rocksdb::Error) -> bool {
+    e.kind() == rocksdb::ErrorKind::Incomplete
 }
 
 /// The last index entry a sweep batch took, and whether its sweep goes on.
@@ -269,19 +297,33 @@ impl RocksStore {
         let mut index_opts = cf_opts();
         index_opts.create_if_missing(true);
         let index = DB::open(&index_opts, &index_path).map_err(|e| open_error(&index_path, e))?;
-        let mut write_opts = WriteOptions::default();
-        write_opts.set_sync(cfg.sync_writes);
+        let mut values = WriteOptions::default();
+        values.set_sync(cfg.sync_writes);
+        let waiting = Writes {
+            values,
+            index: WriteOptions::default(),
+        };
         let (tx, rx) = crossbeam_channel::bounded(0);
-        let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
+        let no_wait = (!cfg.sync_writes).then(|| {
+            let no_slowdown = || {
+                let mut o = WriteOptions::default();
+                o.set_no_slowdown(true);
+                o
+            };
+            Writes {
+                values: no_slowdown(),
+                index: no_slowdown(),
+            }
+        });
         let store = RocksStore {
             db,
             index,
             path,
             compacted_at: Mutex::new(clock.now_unix().as_secs_f64()),
             clock,
-            write_opts,
-            stripes,
-            hasher: std::hash::RandomState::new(),
+            waiting,
+            no_wait,
+            stripes: Stripes::new(),
             cursor: Mutex::new(SweepCursor::default()),
             filter_dropped,
             _closed: tx,
@@ -403,16 +445,6 @@ impl RocksStore {
         self.clock.now_unix().as_secs_f64()
     }
 
-    fn stripe(&self, key: &[u8]) -> usize {
-        let mut h = self.hasher.build_hasher();
-        h.write(key);
-        (h.finish() as usize) % STRIPES
-    }
-
-    fn lock(&self, key: &[u8]) -> MutexGuard<'_, ()> {
-        self.stripes[self.stripe(key)].lock()
-    }
-
     fn db_error(&self, what: &str, key: &str, e: rocksdb::Error) -> KeystoreError {
         KeystoreError::new(
             ErrorKind::Backend,
@@ -525,8 +557,30 @@ impl RocksStore {
     /// the values and one for their index entries (index first, as in
     /// [`set`](Self::set)), under the stripes of all the keys.
     pub(crate) fn set_many(&self, entries: &[(Arc<str>, String)], ttl: Option<u64>) -> Result<()> {
+        self.set_many_with(entries, ttl, Wait::Yes)
+            .unwrap_or_else(|| Err(self.refused("set_many")))
+    }
+
+    /// [`set_many`](Self::set_many) on the caller's thread when it can be
+    /// done without waiting (see [`try_set`](Self::try_set)); `None` hands it
+    /// to the pool.
+    pub(crate) fn try_set_many(
+        &self,
+        entries: &[(Arc<str>, String)],
+        ttl: Option<u64>,
+    ) -> Option<Result<()>> {
+        self.set_many_with(entries, ttl, Wait::No)
+    }
+
+    fn set_many_with(
+        &self,
+        entries: &[(Arc<str>, String)],
+        ttl: Option<u64>,
+        wait: Wait,
+    ) -> Option<Result<()>> {
+        let opts = self.writes(wait)?;
         let Some((first, _)) = entries.first() else {
-            return Ok(());
+            return Some(Ok(()));
         };
         let expires_at = format::expires_at(self.now(), ttl);
         let (mut values, mut index) = (WriteBatch::default(), WriteBatch::default());
@@ -536,42 +590,77 @@ impl RocksStore {
                 index.put(index_key(expires_at as u64, key.as_bytes()), []);
             }
         }
-        let _guards = self.lock_all(entries.iter().map(|(k, _)| k.as_bytes()));
-        if !index.is_empty() {
-            self.index
-                .write(index)
-                .map_err(|e| self.db_error("expiry index write", first, e))?;
+        let _shared = self
+            .stripes
+            .shared(entries.iter().map(|(k, _)| k.as_bytes()), wait)?;
+        let result = (|| {
+            if !index.is_empty() {
+                self.index
+                    .write_opt(index, &opts.index)
+                    .map_err(|e| ("expiry index write", e))?;
+            }
+            self.db
+                .write_opt(values, &opts.values)
+                .map_err(|e| ("set_many write", e))
+        })();
+        match result {
+            Ok(()) => Some(Ok(())),
+            Err((_, e)) if would_stall(&e) => None,
+            Err((what, e)) => Some(Err(self.db_error(what, first, e))),
         }
-        self.db
-            .write_opt(values, &self.write_opts)
-            .map_err(|e| self.db_error("set_many write", first, e))
     }
 
     /// Deletes `keys`; answers how many held a live value (a key named twice
     /// counts once).
     pub(crate) fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
+        self.delete_many_with(keys, Wait::Yes)
+            .unwrap_or_else(|| Err(self.refused("delete")))
+    }
+
+    /// [`delete_many`](Self::delete_many) on the caller's thread when it can
+    /// be done without waiting; `None` hands it to the pool: as for
+    /// [`try_set`](Self::try_set), and also when telling whether a key held a
+    /// live value needs a file read (memory answers only).
+    pub(crate) fn try_delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Option<Result<u64>> {
+        self.delete_many_with(keys, Wait::No)
+    }
+
+    fn delete_many_with<K: AsRef<str>>(&self, keys: &[K], wait: Wait) -> Option<Result<u64>> {
+        let opts = self.writes(wait)?;
         let mut unique: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
         unique.sort_unstable();
         unique.dedup();
         let Some(first) = unique.first().copied() else {
-            return Ok(0);
+            return Some(Ok(0));
         };
-        let _guards = self.lock_all(unique.iter().map(|k| k.as_bytes()));
+        let _exclusive = self
+            .stripes
+            .exclusive(unique.iter().map(|k| k.as_bytes()), wait)?;
         let cf = self
             .db
             .cf_handle(DEFAULT_COLUMN_FAMILY_NAME)
             .expect("the default column family always exists");
-        let found = self.db.batched_multi_get_cf_opt(
-            cf,
-            unique.iter().map(|k| k.as_bytes()),
-            true,
-            &ReadOptions::default(),
-        );
+        let read = |ro: &ReadOptions| {
+            self.db
+                .batched_multi_get_cf_opt(cf, unique.iter().map(|k| k.as_bytes()), true, ro)
+        };
+        let found = match wait {
+            Wait::Yes => read(&ReadOptions::default()),
+            Wait::No => MEMORY_ONLY.with(read),
+        };
         let now = self.now();
         let mut existed = 0;
         let mut batch = WriteBatch::default();
         for (key, read) in unique.iter().zip(found) {
-            if let Some(bytes) = read.map_err(|e| self.db_error("get", key, e))?
+            let stored = match read {
+                Ok(stored) => stored,
+                // Not in memory: the pool reads it from the files.
+                Err(e) if wait == Wait::No && e.kind() == rocksdb::ErrorKind::Incomplete => {
+                    return None;
+                }
+                Err(e) => return Some(Err(self.db_error("get", key, e))),
+            };
+            if let Some(bytes) = stored
                 // A value in a foreign format is still a value: deleting it is how to fix it.
                 && format::decode(&bytes).map_or(true, |e| !e.is_expired(now))
             {
@@ -579,10 +668,80 @@ impl RocksStore {
             }
             batch.delete(key.as_bytes());
         }
-        self.db
-            .write_opt(batch, &self.write_opts)
-            .map_err(|e| self.db_error("delete", first, e))?;
-        Ok(existed)
+        match self.db.write_opt(batch, &opts.values) {
+            Ok(()) => Some(Ok(existed)),
+            Err(e) if would_stall(&e) => None,
+            Err(e) => Some(Err(self.db_error("delete", first, e))),
+        }
+    }
+
+    /// Makes RocksDB stop every write (`on`), as it does when level 0 has
+    /// too many files, or lets them go again (tests of the in-place write's
+    /// fallback only). Stopping flushes the memtable into one level-0 file
+    /// and lowers the stop trigger to one file, with no compaction to clear
+    /// it; a blocking write then waits and a `no_slowdown` write answers
+    /// `Incomplete` until the defaults are back.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn inject_write_stall(&self, on: bool) -> Result<()> {
+        let fail = |e| {
+            KeystoreError::new(
+                ErrorKind::Backend,
+                format!(
+                    "injecting a write stall into {} failed",
+                    self.path.display()
+                ),
+            )
+            .with_source(e)
+        };
+        if on {
+            // A flush that would itself stop writes waits for compaction:
+            // flush before lowering the triggers. (The marker makes the
+            // memtable non-empty; it is deleted when the stall ends.)
+            self.db
+                .put_opt(b"objdatakey-stall", b"", &self.waiting.values)
+                .map_err(fail)?;
+            self.db.flush().map_err(fail)?;
+            self.db
+                .set_options(&[
+                    ("level0_file_num_compaction_trigger", "1000"),
+                    ("level0_slowdown_writes_trigger", "1"),
+                    ("level0_stop_writes_trigger", "1"),
+                ])
+                .map_err(fail)?;
+        } else {
+            self.db
+                .set_options(&[
+                    ("level0_stop_writes_trigger", "36"),
+                    ("level0_slowdown_writes_trigger", "20"),
+                    ("level0_file_num_compaction_trigger", "4"),
+                ])
+                .map_err(fail)?;
+            self.db.delete(b"objdatakey-stall").map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// The write options for `wait`; `None` when writes may not be done
+    /// without waiting (`sync_writes`).
+    fn writes(&self, wait: Wait) -> Option<&Writes> {
+        match wait {
+            Wait::Yes => Some(&self.waiting),
+            Wait::No => self.no_wait.as_ref(),
+        }
+    }
+
+    /// A waiting write that answered "would wait": never happens (only
+    /// `no_slowdown` writes get `Incomplete`, and waiting locks always
+    /// lock), but it is an error, not a panic, if RocksDB ever says so.
+    fn refused(&self, what: &str) -> KeystoreError {
+        KeystoreError::new(
+            ErrorKind::Backend,
+            format!(
+                "RocksDB {what} in {} was refused as a write stall although it was allowed \
+                 to wait; retry the call, and report it if it persists",
+                self.path.display()
+            ),
+        )
     }
 
     /// Deletes every key that starts with `prefix` (`""`: every key, and the
@@ -632,7 +791,9 @@ impl RocksStore {
         });
         let mut batch = WriteBatch::default();
         batch.delete_range(from, &to[..]);
-        self.db.write_opt(batch, &self.write_opts).map_err(fail)?;
+        self.db
+            .write_opt(batch, &self.waiting.values)
+            .map_err(fail)?;
         if prefix.is_empty() {
             let mut index = WriteBatch::default();
             index.delete_range(&INDEX_PREFIX[..], &[0xFF, b'x' + 1][..]);
@@ -695,35 +856,70 @@ impl RocksStore {
         })
     }
 
-    /// Locks the stripes of `keys`, in stripe order: a single write holds one
-    /// stripe, so taking several in this order cannot deadlock.
-    fn lock_all<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) -> Vec<MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = keys.map(|k| self.stripe(k)).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        stripes.iter().map(|&s| self.stripes[s].lock()).collect()
+    /// Stores `json` under `key`; `ttl` in seconds, `None` for never. Waits
+    /// for its stripe and through RocksDB's write stalls: a pool worker's call.
+    pub(crate) fn set(&self, key: &str, json: &str, ttl: Option<u64>) -> Result<()> {
+        let _shared = self.stripes.shared_one(key.as_bytes(), Wait::Yes);
+        self.put_entry(key, json, ttl, &self.waiting)
+            .map_err(|(what, e)| self.db_error(what, key, e))
     }
 
-    /// Stores `json` under `key`; `ttl` in seconds, `None` for never.
-    pub(crate) fn set(&self, key: &str, json: &str, ttl: Option<u64>) -> Result<()> {
+    /// [`set`](Self::set) on the caller's thread when it can be done without
+    /// waiting; `None` hands it to the pool: writes are fsynced
+    /// (`sync_writes`), a sweep or delete holds the key's stripe, or RocksDB
+    /// answered `Incomplete` (it would delay or stop the write: too many
+    /// level-0 files, memtables waiting for a flush, pending compaction).
+    ///
+    /// Refused after the index entry went in, the pool's write puts another
+    /// (the same, or one second later): the sweep drops the one that no
+    /// longer matches the value, as it does for overwrites.
+    pub(crate) fn try_set(&self, key: &str, json: &str, ttl: Option<u64>) -> Option<Result<()>> {
+        let opts = self.no_wait.as_ref()?;
+        let _shared = self.stripes.shared_one(key.as_bytes(), Wait::No)?;
+        match self.put_entry(key, json, ttl, opts) {
+            Ok(()) => Some(Ok(())),
+            Err((_, e)) if would_stall(&e) => None,
+            Err((what, e)) => Some(Err(self.db_error(what, key, e))),
+        }
+    }
+
+    /// The index entry (with a TTL), then the value, written with `opts`
+    /// (the caller holds the key's stripe); a failure says which write failed.
+    fn put_entry(
+        &self,
+        key: &str,
+        json: &str,
+        ttl: Option<u64>,
+        opts: &Writes,
+    ) -> std::result::Result<(), (&'static str, rocksdb::Error)> {
         let expires_at = format::expires_at(self.now(), ttl);
         let value = format::encode(json, expires_at);
-        let _guard = self.lock(key.as_bytes());
         // The index entry first (see the module docs: order stands in for a
-        // shared batch). Not fsynced: the compaction filter is its backstop.
+        // shared batch). Never fsynced: the compaction filter is its
+        // backstop.
         if expires_at >= 0 {
             self.index
-                .put(index_key(expires_at as u64, key.as_bytes()), [])
-                .map_err(|e| self.db_error("expiry index write", key, e))?;
+                .put_opt(
+                    index_key(expires_at as u64, key.as_bytes()),
+                    [],
+                    &opts.index,
+                )
+                .map_err(|e| ("expiry index write", e))?;
         }
         self.db
-            .put_opt(key.as_bytes(), &value, &self.write_opts)
-            .map_err(|e| self.db_error("write", key, e))
+            .put_opt(key.as_bytes(), &value, &opts.values)
+            .map_err(|e| ("write", e))
     }
 
     /// Deletes `key`; answers whether a live (unexpired) value was there.
     pub(crate) fn delete(&self, key: &str) -> Result<bool> {
         Ok(self.delete_many(&[key])? > 0)
+    }
+
+    /// [`delete`](Self::delete) on the caller's thread when it can be done
+    /// without waiting (see [`try_delete_many`](Self::try_delete_many)).
+    pub(crate) fn try_delete(&self, key: &str) -> Option<Result<bool>> {
+        Some(self.try_delete_many(&[key])?.map(|n| n > 0))
     }
 
     /// Health check: the database answers a read.
@@ -810,10 +1006,11 @@ impl RocksStore {
         out: &mut SweepOutcome,
     ) -> Result<()> {
         // Lock every stripe the batch touches, then check and delete.
-        let _guards = self.lock_all(
+        let _exclusive = self.stripes.exclusive(
             candidates
                 .iter()
                 .filter_map(|(k, _)| parse_index_key(k).map(|(_, key)| key)),
+            Wait::Yes,
         );
         let (mut values, mut index) = (WriteBatch::default(), WriteBatch::default());
         for (idx, exp) in candidates {

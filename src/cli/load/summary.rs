@@ -84,6 +84,7 @@ impl Summary {
             "p50_us": self.q_us(0.50),
             "p95_us": self.q_us(0.95),
             "p99_us": self.q_us(0.99),
+            "p999_us": self.q_us(0.999),
             "max_us": self.max_us(),
             "mean_us": if self.ops() == 0 { 0.0 } else { self.counts.latency_ns.mean() / 1000.0 },
             "hit_rate": self.hit_rate(),
@@ -123,10 +124,11 @@ impl Summary {
         );
         println!("throughput: {:.0} ops/s", self.ops_per_sec());
         println!(
-            "latency: p50 {:.1} us, p95 {:.1} us, p99 {:.1} us, max {:.1} us",
+            "latency: p50 {:.1} us, p95 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
             self.q_us(0.50),
             self.q_us(0.95),
             self.q_us(0.99),
+            self.q_us(0.999),
             self.max_us()
         );
         match self.hit_rate() {

@@ -1,0 +1,138 @@
+//! Shortcut ① of the request path: RocksDB calls answered on the caller's
+//! thread, with no hand-off to the worker pool and back.
+//!
+//! # Why
+//! A hand-off costs two thread wake-ups (the worker's, then the caller's),
+//! about 10–20 µs on a loaded 2-core machine, while a warm read or a memtable
+//! write costs 0.5–2 µs: through the pool a single caller wrote at 0.09x
+//! the speed of a raw `DB::put`.
+//!
+//! # What may run here
+//! Only what cannot wait, because an async executor thread must not block:
+//! - reads that memtables or the block cache answer (`ReadTier::BlockCache`);
+//! - writes (SET, DELETE and their batch forms) that RocksDB accepts with
+//!   `no_slowdown`, whose stripes are free at once, and (deletes) whose "was
+//!   it there" memory answers. Fsynced writes (`sync_writes`) always go to
+//!   the pool.
+//!
+//! Everything else answers `None` here and goes to the pool, which waits
+//! through stalls and file reads as before, under the in-flight limiter and
+//! the request timeout. What does run here is bounded by the number of
+//! caller threads, so it needs no permit.
+//!
+//! A panic in here is not the caller's: it answers `None`, and the pool,
+//! whose supervisor handles backend panics, runs the call the normal way.
+//! (A write is idempotent; a DELETE retried after a panic past its write may
+//! report the key as absent.)
+
+use super::Engine;
+use crate::backend::rocksdb::RocksStore;
+use crate::backend::{Command, Reply};
+use crate::error::Result;
+
+/// Calls answered in place on one thread between two yields: such a call
+/// costs 0.5–4 µs, so a task yields after about 30–250 µs of work.
+const CALLS_PER_YIELD: u32 = 64;
+
+thread_local! {
+    /// Calls answered in place on this thread since it last yielded for them.
+    static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// To await after a call answered in place.
+///
+/// Such a call never meets a tokio resource (a socket, a channel, a timer),
+/// so a task whose calls are all answered here would never yield to the
+/// runtime: with more tasks than threads, a task whose read went to the pool
+/// (a cold read after a restart) was not polled again until a busy task
+/// finished its whole loop. That was the 1–2 s read of the main job's read
+/// run. So every [`CALLS_PER_YIELD`]th call answered in place on a thread
+/// yields, and the other tasks run.
+///
+/// Why not tokio's own budget (`coop::consume_budget`): it allows 128
+/// operations per turn, sized for ~50 ns operations; at one unit per call
+/// the turns of 64 tasks on 2 threads made p99.9 40–54 ms, and spending 8
+/// units per call cost 8 thread-local round trips on every warm read. One
+/// counter per thread does the same for one increment.
+///
+/// The interval is a trade: a yield costs a few µs even with nothing else
+/// to run. Measured (BENCHMARKS.md, issue 13): every 16 calls, cold-read
+/// p99.9 8–10 ms and warm GET 64 B at 0.49–0.58x raw; every 64 calls, p99.9
+/// 30–37 ms and GET 0.55–0.78x (0.57–0.66x before this yield existed).
+/// 64 it is: warm reads (the common case) keep their speed, and the cold
+/// tail falls from about a second to tens of milliseconds. Reads answered
+/// by the in-process tier count too: they never yield either.
+pub(crate) async fn share_the_thread() {
+    let due = CALLS.with(|c| {
+        let n = c.get() + 1;
+        c.set(if n >= CALLS_PER_YIELD { 0 } else { n });
+        n >= CALLS_PER_YIELD
+    });
+    if due {
+        tokio::task::yield_now().await;
+    }
+}
+
+impl Engine {
+    /// The answer to a GET of `key` when memory alone can give it, without
+    /// building a command (the handle asks before it allocates one).
+    pub(crate) fn read_from_memory(&self, key: &str) -> Option<Result<Reply>> {
+        self.with_store(|store| Some(store.get_in_memory(key)?.map(Reply::Value)))
+    }
+
+    /// The answer to `command` when it can run on the caller's thread
+    /// without waiting; `None` sends it the normal way.
+    pub(super) fn answer_in_place(&self, command: &Command) -> Option<Result<Reply>> {
+        match command {
+            Command::Get { key } => self.read_from_memory(key),
+            Command::GetMany { keys } => {
+                self.with_store(|store| Some(store.get_many_in_memory(keys)?.map(Reply::Values)))
+            }
+            Command::Entries { keys } if keys.len() == 1 => self.with_store(|store| {
+                Some(
+                    store
+                        .entry_in_memory(&keys[0])?
+                        .map(|e| Reply::Entries(vec![e])),
+                )
+            }),
+            Command::Set { key, json, ttl } => {
+                self.with_store(|store| Some(store.try_set(key, json, *ttl)?.map(|()| Reply::Done)))
+            }
+            Command::SetMany { entries, ttl } => self
+                .with_store(|store| Some(store.try_set_many(entries, *ttl)?.map(|()| Reply::Done))),
+            Command::Delete { key } => {
+                self.with_store(|store| Some(store.try_delete(key)?.map(Reply::Deleted)))
+            }
+            Command::DeleteMany { keys } => {
+                self.with_store(|store| Some(store.try_delete_many(keys)?.map(Reply::Count)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Stops or restarts every RocksDB write (tests of the in-place write's
+    /// fallback to the pool only).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn inject_write_stall(&self, on: bool) -> Result<()> {
+        match self.in_place.load().as_ref() {
+            Some(store) => store.inject_write_stall(on),
+            None => Err(crate::error::KeystoreError::new(
+                crate::error::ErrorKind::Backend,
+                "a write stall can only be injected into an open RocksDB keystore",
+            )),
+        }
+    }
+
+    /// Runs `call` on the in-place store (RocksDB), if there is one; a panic
+    /// answers `None` (see the module docs).
+    fn with_store(
+        &self,
+        call: impl FnOnce(&RocksStore) -> Option<Result<Reply>>,
+    ) -> Option<Result<Reply>> {
+        let guard = self.in_place.load();
+        let store = guard.as_ref()?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(store)))
+            .ok()
+            .flatten()
+    }
+}
