@@ -28,6 +28,9 @@ use crate::error::{ErrorKind, KeystoreError, Result};
 
 pub(crate) mod redis;
 pub(crate) mod rocksdb;
+mod texts;
+
+pub(crate) use texts::ValueTexts;
 
 /// What to do.
 #[derive(Debug)]
@@ -198,6 +201,8 @@ pub(crate) enum Reply {
     Deleted(bool),
     /// `GetMany`: the JSON text of each key, in the order asked.
     Values(Vec<Option<String>>),
+    /// `GetMany` on RocksDB: the same, in one buffer.
+    Texts(ValueTexts),
     /// `DeleteMany`, `DeletePrefix`: how many live values were removed.
     Count(u64),
     /// `Ttl`: the remaining lifetime, `None` when missing or expired.

@@ -194,16 +194,17 @@ impl Keystore {
         resolve: impl FnOnce() -> Result<Command>,
         finish: impl FnOnce(Reply) -> Result<O>,
     ) -> Result<O> {
-        self.run_reading(op, None, disabled, resolve, finish).await
+        self.run_reading(op, |_| None, disabled, resolve, finish)
+            .await
     }
 
-    /// [`run`](Self::run) for a read of `key`, which memory may answer
-    /// before the command is even built (no allocation on a warm RocksDB
-    /// read).
+    /// [`run`](Self::run) for a read that memory may answer before the
+    /// command is even built (`memory`: no allocation on a warm RocksDB
+    /// read; `None` builds and sends the command).
     async fn run_reading<O: Recorded>(
         &self,
         op: Op,
-        key: Option<&str>,
+        memory: impl FnOnce(&Engine) -> Option<Result<Reply>>,
         disabled: impl FnOnce() -> Result<O>,
         resolve: impl FnOnce() -> Result<Command>,
         finish: impl FnOnce(Reply) -> Result<O>,
@@ -212,7 +213,7 @@ impl Keystore {
             return disabled();
         };
         self.recorded(engine, op, async {
-            let reply = match key.and_then(|k| engine.read_from_memory(k)) {
+            let reply = match memory(engine) {
                 Some(answer) => answer?,
                 None => engine.call(resolve()?).await?,
             };
@@ -278,7 +279,7 @@ impl Keystore {
         let get = || Ok(Command::Get { key: name.into() });
         self.run_reading(
             Op::Get,
-            Some(name),
+            |engine| engine.read_from_memory(name),
             || Ok(None),
             get,
             |reply| match reply {
@@ -315,7 +316,8 @@ impl Keystore {
     /// The values of `names`, in their order, each decoded as `T`; `None`
     /// for a name missing or expired. One round trip: MGET on Redis and
     /// Dragonfly (one per hash slot, concurrently, on a cluster), one
-    /// `MultiGet` on RocksDB (answered from memory when it can be).
+    /// `MultiGet` on RocksDB (answered from memory when it can be, before
+    /// any name is copied).
     pub async fn get_many<T: DeserializeOwned, S: AsRef<str>>(
         &self,
         names: &[S],
@@ -325,8 +327,9 @@ impl Keystore {
                 keys: names.iter().map(|n| Arc::from(n.as_ref())).collect(),
             })
         };
-        self.run(
+        self.run_reading(
             Op::GetMany,
+            |engine| engine.read_many_from_memory(names),
             || Ok(names.iter().map(|_| None).collect()),
             get,
             |reply| match reply {
@@ -334,6 +337,11 @@ impl Keystore {
                     .iter()
                     .zip(values)
                     .map(|(name, json)| json.map(|j| decode(name.as_ref(), &j)).transpose())
+                    .collect(),
+                Reply::Texts(texts) if texts.len() == names.len() => names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| texts.get(i).map(|j| decode(name.as_ref(), j)).transpose())
                     .collect(),
                 other => Err(unexpected(other)),
             },
