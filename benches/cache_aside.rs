@@ -28,6 +28,17 @@ use serde::de::IgnoredAny;
 /// Keys per batch.
 const BATCH: usize = 100;
 
+/// The `COUNT` of the engine's `SCAN` steps in a prefix delete
+/// (`SCAN_COUNT` in `src/backend/redis/commands.rs`), for the per-step figure.
+const SCAN_COUNT: u64 = 1000;
+
+/// Latency figures of the readers' GETs.
+struct Reads {
+    p99: Duration,
+    max: Duration,
+    n: usize,
+}
+
 fn main() {
     let quick = support::quick();
     let wanted = section_filter();
@@ -209,20 +220,36 @@ fn get_or_set_cells(
         "{:<10} {:>8} {:>14} {:>14} {:>9}",
         "backend", "callers", "get ops/s", "g_o_s ops/s", "g_o_s/get"
     );
-    let ops = if quick { 20_000 } else { 200_000 };
+    // Each side of a round runs about this long (Redis reads are ~100x
+    // slower than warm RocksDB ones: a fixed count would take minutes there).
+    let side = if quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(2)
+    };
     for (name, ks) in stores {
         for callers in [1, 16] {
+            let ops = ops_for(rt, ks, callers, side);
             let (get, gos, ratio) = support::alternate_rounds(
                 rounds,
                 || ops as f64 / run(rt, ks, callers, ops, false).as_secs_f64(),
                 || ops as f64 / run(rt, ks, callers, ops, true).as_secs_f64(),
             );
             println!(
-                "{name:<10} {callers:>8} {get:>14.0} {gos:>14.0} {:>8.3}x",
+                "{name:<10} {callers:>8} {get:>14.0} {gos:>14.0} {:>8.3}x   ({ops} ops a side)",
                 1.0 / ratio
             );
         }
     }
+}
+
+/// How many reads `callers` callers do in about `side` on `ks`, from a
+/// short probe (rounded to a multiple of `callers`, at least 1 000).
+fn ops_for(rt: &tokio::runtime::Runtime, ks: &Keystore, callers: usize, side: Duration) -> u64 {
+    let probe = 2_000u64;
+    let took = run(rt, ks, callers, probe, false).max(Duration::from_micros(1));
+    let ops = (probe as f64 * side.as_secs_f64() / took.as_secs_f64()) as u64;
+    (ops.max(1_000) / callers as u64) * callers as u64
 }
 
 /// Microseconds per call of `batch`, over `reps` calls.
@@ -346,22 +373,46 @@ fn prefix_delete(rt: &tokio::runtime::Runtime, ks: &Keystore, quick: bool) {
             }
             all.sort();
             let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
-            (p99, all.len(), removed, took)
+            let max = all.last().copied().unwrap_or_default();
+            (
+                Reads {
+                    p99,
+                    max,
+                    n: all.len(),
+                },
+                removed,
+                took,
+            )
         })
     };
-    let (before, n_before, _, _) = read_for(false);
-    let (during, n_during, removed, took) = read_for(true);
+    let (before, _, _) = read_for(false);
+    let (during, removed, took) = read_for(true);
     assert_eq!(
         removed, doomed,
         "delete_prefix removed {removed} of {doomed}"
     );
+    // One SCAN step looks at SCAN_COUNT slots of the whole keyspace.
+    let steps = total.div_ceil(SCAN_COUNT);
     println!(
-        "\ndelete_prefix of {doomed} keys among {total} on redis: {:.0} ms; \
-         {readers} readers' GET p99 before {:.0} us ({n_before} reads), during {:.0} us \
-         ({n_during} reads): {:.2}x",
+        "\ndelete_prefix of {doomed} keys among {total} on redis, {readers} readers GETting other keys"
+    );
+    println!(
+        "delete: removed {removed} in {:.0} ms ({steps} SCAN COUNT {SCAN_COUNT} steps + UNLINKs, \
+         {:.2} ms a step on average)",
         took.as_secs_f64() * 1e3,
-        before.as_secs_f64() * 1e6,
-        during.as_secs_f64() * 1e6,
-        during.as_secs_f64() / before.as_secs_f64()
+        took.as_secs_f64() * 1e3 / steps as f64
+    );
+    println!(
+        "GETs before: p99 {:.0} us, max {:.1} ms ({} reads in 2 s)",
+        before.p99.as_secs_f64() * 1e6,
+        before.max.as_secs_f64() * 1e3,
+        before.n
+    );
+    println!(
+        "GETs during: p99 {:.0} us, max {:.1} ms ({} reads): p99 {:.2}x before",
+        during.p99.as_secs_f64() * 1e6,
+        during.max.as_secs_f64() * 1e3,
+        during.n,
+        during.p99.as_secs_f64() / before.p99.as_secs_f64()
     );
 }
