@@ -33,6 +33,7 @@ use crate::ttl::Ttl;
 
 mod blocking;
 mod builder;
+mod depth;
 mod flight;
 
 pub use blocking::BlockingKeystore;
@@ -245,7 +246,9 @@ impl Keystore {
 
     /// Stores `value` as JSON under `name` for `ttl`.
     ///
-    /// On Redis and Dragonfly a TTL below 5 seconds is raised to 5.
+    /// On Redis and Dragonfly a TTL below 5 seconds is raised to 5. A value
+    /// nested more than 127 levels deep is refused
+    /// ([`ErrorKind::Serialization`]): serde_json could not read it back.
     pub async fn set_cache<T: Serialize + ?Sized>(
         &self,
         name: &str,
@@ -675,9 +678,11 @@ impl Keystore {
     }
 }
 
-/// `value` as JSON text, or an error naming `name`.
+/// `value` as JSON text, or an error naming `name`. A value nested deeper
+/// than serde_json reads back is refused (see [`depth`]): serializing it
+/// would otherwise recurse until the stack overflows.
 fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| {
+    serde_json::to_string(&depth::Limited::new(value)).map_err(|e| {
         KeystoreError::new(
             ErrorKind::Serialization,
             format!("cannot encode the value for key {name:?} as JSON"),
