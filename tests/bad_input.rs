@@ -34,6 +34,7 @@ const KEYS: &[&[&str]] = &[
     &["keystore", "rocksdb", "format_version"],
     &["keystore", "request_timeout_ms"],
     &["keystore", "max_in_flight"],
+    &["keystore", "get_or_set_lock_ms"],
     &["system", "cachettl"],
     &["redis", "activate"],
     &["redis", "redisip"],

@@ -68,6 +68,20 @@ pub(crate) enum Command {
         prefix: Arc<str>,
     },
     Ping,
+    /// `SET key token NX PX ms`: take the short cross-process lock of a
+    /// `get_or_set` load (Redis and Dragonfly; RocksDB, held by one process
+    /// anyway, always grants it).
+    Lock {
+        key: Arc<str>,
+        token: Arc<str>,
+        ms: u64,
+    },
+    /// Deletes `key` if it still holds `token` (a lock that expired and was
+    /// taken by another process is left to it).
+    Unlock {
+        key: Arc<str>,
+        token: Arc<str>,
+    },
     /// Remove up to `limit` expired entries (RocksDB; a no-op elsewhere).
     Sweep {
         limit: usize,
@@ -94,6 +108,8 @@ impl Command {
             Command::DeletePrefix { prefix } if prefix.is_empty() => "clear",
             Command::DeletePrefix { .. } => "delete_prefix",
             Command::Ping => "ping",
+            Command::Lock { .. } => "get_or_set lock",
+            Command::Unlock { .. } => "get_or_set unlock",
             Command::Sweep { .. } => "expiry sweep",
             #[cfg(feature = "fault-injection")]
             Command::Panic => "injected panic",
@@ -108,7 +124,9 @@ impl Command {
             Command::Get { key }
             | Command::Set { key, .. }
             | Command::Delete { key }
-            | Command::Ttl { key } => Some(key),
+            | Command::Ttl { key }
+            | Command::Lock { key, .. }
+            | Command::Unlock { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -199,6 +217,8 @@ pub(crate) enum Reply {
     Done,
     /// `Delete`: whether a live value was there.
     Deleted(bool),
+    /// `Lock`: whether this caller took the lock.
+    Acquired(bool),
     /// `GetMany`: the JSON text of each key, in the order asked.
     Values(Vec<Option<String>>),
     /// `GetMany` on RocksDB: the same, in one buffer.

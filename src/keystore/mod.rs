@@ -18,7 +18,7 @@
 //! a method here that calls `run` with its finish step.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde::Serialize;
@@ -35,6 +35,7 @@ mod blocking;
 mod builder;
 mod depth;
 mod flight;
+mod lock;
 
 pub use blocking::BlockingKeystore;
 pub use builder::KeystoreBuilder;
@@ -450,6 +451,13 @@ impl Keystore {
     /// the name: the next call runs the loader again. Each caller waits at
     /// most the request timeout.
     ///
+    /// **Across processes** (off by default): with
+    /// `keystore.get_or_set_lock_ms` set, on Redis and Dragonfly a load
+    /// first takes `SET <name>:lock <token> NX PX <ms>`; processes that find
+    /// it taken re-read the name until its value is stored, or the lock is
+    /// gone (released by a failed load, or expired with a holder that died)
+    /// and one of them takes it.
+    ///
     /// Counted as `get_or_set`: a hit when the value was cached, a miss when
     /// it was loaded (or the caller waited for a load).
     pub async fn get_or_set<T, F, Fut, E>(&self, name: &str, ttl: Ttl, loader: F) -> Result<T>
@@ -506,8 +514,10 @@ impl Keystore {
         .await
     }
 
-    /// A flight's work: looks once more, runs the loader (catching a
-    /// panic), stores its value and answers the stored JSON text.
+    /// A flight's work: looks once more, then (with
+    /// `keystore.get_or_set_lock_ms` on a server) takes the cross-process
+    /// load lock or waits for the value another process loads under it
+    /// (see [`lock`]), and loads.
     async fn load_and_store<T, E>(
         &self,
         name: &str,
@@ -523,6 +533,45 @@ impl Keystore {
         if let Some(json) = self.get_json(name).await? {
             return Ok(Arc::from(json));
         }
+        let (Some(hold), Some(engine)) = (self.lock_hold(), self.engine()) else {
+            return self.load_now(name, ttl, load).await;
+        };
+        let patience = self.inner.config.engine.request_timeout;
+        let held = match lock::take_or_wait(engine, name, hold, patience).await? {
+            lock::Locked::Loaded(json) => return Ok(json),
+            lock::Locked::Held(held) => held,
+        };
+        // The previous holder may have stored it just before this one took over.
+        let stored = match self.get_json(name).await {
+            Ok(Some(json)) => Ok(Arc::from(json)),
+            Ok(None) => self.load_now(name, ttl, load).await,
+            Err(e) => Err(e),
+        };
+        held.release(engine).await;
+        stored
+    }
+
+    /// How long a `get_or_set` load holds its cross-process lock; `None`
+    /// when off (the default) or on RocksDB.
+    fn lock_hold(&self) -> Option<Duration> {
+        match self.backend() {
+            BackendKind::RocksDb => None,
+            _ => self.inner.config.engine.get_or_set_lock,
+        }
+    }
+
+    /// Runs the loader (catching a panic), stores its value and answers the
+    /// stored JSON text.
+    async fn load_now<T, E>(
+        &self,
+        name: &str,
+        ttl: Ttl,
+        load: impl Future<Output = std::result::Result<T, E>>,
+    ) -> Result<Arc<str>>
+    where
+        T: Serialize,
+        E: std::fmt::Display,
+    {
         let value = match std::panic::AssertUnwindSafe(load).catch_unwind().await {
             Ok(Ok(value)) => value,
             Ok(Err(e)) => return Err(loader_failed(name, &e)),

@@ -72,6 +72,9 @@ impl RocksWorker {
                 self.store.ping()?;
                 Reply::Done
             }
+            // The database's LOCK file already keeps other processes out.
+            Command::Lock { .. } => Reply::Acquired(true),
+            Command::Unlock { .. } => Reply::Done,
             Command::Sweep { limit } => {
                 let o = self.store.sweep(*limit)?;
                 Reply::Swept {
