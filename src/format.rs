@@ -79,33 +79,66 @@ pub(crate) fn encode(json: &str, expires_at: i64) -> Vec<u8> {
 
 /// Decodes the RocksDB envelope; the error text says what is wrong with it.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
-    if let Some(entry) = decode_canonical(bytes) {
-        return Ok(entry);
+    let mut data = Vec::new();
+    if let Some(expires_at) = canonical_into(bytes, &mut data)
+        && let Ok(data) = String::from_utf8(data)
+    {
+        return Ok(Entry { data, expires_at });
     }
+    let mut data = String::new();
+    let expires_at = general_into(bytes, &mut data)?;
+    Ok(Entry { data, expires_at })
+}
+
+/// [`decode`] for a batch: appends the JSON text of the data to `out`, as
+/// UTF-8 (no allocation of its own when `out` has room), and answers
+/// `expires_at`. On an error `out` is left as it was. Only the appended
+/// part is checked, so a batch costs one pass over its text, and `out`
+/// becomes a `String` without another allocation.
+pub(crate) fn decode_into(bytes: &[u8], out: &mut Vec<u8>) -> Result<f64, String> {
+    let start = out.len();
+    if let Some(expires_at) = canonical_into(bytes, out)
+        && std::str::from_utf8(&out[start..]).is_ok()
+    {
+        return Ok(expires_at);
+    }
+    out.truncate(start);
+    let mut data = String::new();
+    let expires_at = general_into(bytes, &mut data)?;
+    out.extend_from_slice(data.as_bytes());
+    Ok(expires_at)
+}
+
+/// The general decoder: any envelope serde_json reads (a float
+/// `expires_at`, `\u` escapes, other fields and layouts, `data` holding the
+/// value itself); appends the data's text to `out`.
+fn general_into(bytes: &[u8], out: &mut String) -> Result<f64, String> {
     match serde_json::from_slice::<EnvelopeText<'_>>(bytes) {
-        Ok(e) => Ok(Entry {
-            data: e.data.into_owned(),
-            expires_at: e.expires_at,
-        }),
+        Ok(e) => {
+            out.push_str(&e.data);
+            Ok(e.expires_at)
+        }
         Err(first) => match serde_json::from_slice::<EnvelopeRaw<'_>>(bytes) {
-            Ok(e) => Ok(Entry {
-                data: e.data.get().to_owned(),
-                expires_at: e.expires_at,
-            }),
+            Ok(e) => {
+                out.push_str(e.data.get());
+                Ok(e.expires_at)
+            }
             Err(_) => Err(first.to_string()),
         },
     }
 }
 
 /// The envelope exactly as [`encode`] writes it (Python's `json.dumps`
-/// spacing accepted too), decoded with one allocation: warm reads spend
-/// most of their time here. `None` for anything else (a float `expires_at`,
-/// `\u` escapes, other fields, other layouts, bad bytes), which the general
-/// decoder then reads or explains.
-fn decode_canonical(bytes: &[u8]) -> Option<Entry> {
+/// spacing accepted too): appends the data's text (not yet checked as
+/// UTF-8) to `out` and answers `expires_at`; no allocation when `out` has
+/// room: warm reads spend most of their time here. `None` for anything
+/// else (a float `expires_at`, `\u` escapes, other fields, other layouts,
+/// bad bytes), which the general decoder then reads or explains; `out` may
+/// then hold part of the text, which the caller drops.
+fn canonical_into(bytes: &[u8], out: &mut Vec<u8>) -> Option<f64> {
     let rest = bytes.strip_prefix(b"{\"data\":")?;
     let rest = skip_spaces(rest).strip_prefix(b"\"")?;
-    let (data, rest) = unescape(rest)?;
+    let rest = unescape_into(rest, out)?;
     let rest = skip_spaces(rest).strip_prefix(b",")?;
     let rest = skip_spaces(rest).strip_prefix(b"\"expires_at\":")?;
     let rest = skip_spaces(rest);
@@ -124,10 +157,7 @@ fn decode_canonical(bytes: &[u8]) -> Option<Entry> {
         return None;
     }
     let expires_at = if negative { -value } else { value };
-    Some(Entry {
-        data,
-        expires_at: expires_at as f64,
-    })
+    Some(expires_at as f64)
 }
 
 fn skip_spaces(b: &[u8]) -> &[u8] {
@@ -149,10 +179,10 @@ fn may_need_care(w: u64) -> bool {
         != 0
 }
 
-/// The string starting at `b` (just after its opening quote), unescaped,
-/// and what follows its closing quote.
-fn unescape(b: &[u8]) -> Option<(String, &[u8])> {
-    let mut out = Vec::with_capacity(b.len());
+/// Appends the string starting at `b` (just after its opening quote),
+/// unescaped, to `out`; answers what follows its closing quote.
+fn unescape_into<'b>(b: &'b [u8], out: &mut Vec<u8>) -> Option<&'b [u8]> {
+    out.reserve(b.len());
     let mut i = 0;
     loop {
         let start = i;
@@ -168,7 +198,7 @@ fn unescape(b: &[u8]) -> Option<(String, &[u8])> {
         }
         out.extend_from_slice(&b[start..i]);
         match *b.get(i)? {
-            b'"' => return Some((String::from_utf8(out).ok()?, &b[i + 1..])),
+            b'"' => return Some(&b[i + 1..]),
             b'\\' => {
                 out.push(match *b.get(i + 1)? {
                     c @ (b'"' | b'\\' | b'/') => c,
@@ -189,6 +219,53 @@ fn unescape(b: &[u8]) -> Option<(String, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The canonical decoder as `decode` uses it: text checked as UTF-8.
+    fn decode_canonical(bytes: &[u8]) -> Option<Entry> {
+        let mut data = Vec::new();
+        let expires_at = canonical_into(bytes, &mut data)?;
+        Some(Entry {
+            data: String::from_utf8(data).ok()?,
+            expires_at,
+        })
+    }
+
+    #[test]
+    fn a_batch_decodes_into_one_buffer_as_one_at_a_time() {
+        let envelopes: Vec<Vec<u8>> = vec![
+            encode(r#"{"a":[1,"x\"y"]}"#, NEVER),
+            br#"{"data": "1", "expires_at": 1700000000.5}"#.to_vec(),
+            br#"{"data":"\u00e9","expires_at":-1}"#.to_vec(),
+            br#"{"data": {"k": 1}, "expires_at": -1}"#.to_vec(),
+            encode("\"caf\u{e9} \u{1F600}\"", 5),
+        ];
+        let mut out = Vec::new();
+        let mut spans = Vec::new();
+        for bytes in &envelopes {
+            let start = out.len();
+            let expires_at = decode_into(bytes, &mut out).expect("decodes");
+            spans.push((start, out.len(), expires_at));
+        }
+        let text = String::from_utf8(out).expect("UTF-8");
+        for (bytes, (a, b, expires_at)) in envelopes.iter().zip(spans) {
+            let one = decode(bytes).expect("decodes");
+            assert_eq!(
+                (&text[a..b], expires_at),
+                (one.data.as_str(), one.expires_at)
+            );
+        }
+        // A bad envelope is an error and leaves the buffer as it was, even
+        // when the fast path got part of the way (invalid UTF-8 in `data`).
+        let mut out = b"kept".to_vec();
+        for bad in [
+            &b"{\"data\":\"\xff\",\"expires_at\":-1}"[..],
+            b"{\"data\":\"abc",
+            b"plain text",
+        ] {
+            assert!(decode_into(bad, &mut out).is_err());
+            assert_eq!(out, b"kept");
+        }
+    }
 
     #[test]
     fn the_fast_decoder_agrees_with_the_general_one() {

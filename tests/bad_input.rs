@@ -1,7 +1,8 @@
 //! Bad input, tried at volume (proptest): config YAML with wrong types at
-//! every key, stored RocksDB envelopes that are not ours, odd key names and
-//! deeply nested stored JSON. Each case is a clear error or a correct value:
-//! no panic, no hang, no stack overflow.
+//! every key, stored RocksDB envelopes that are not ours, Redis values other
+//! clients SET that are not JSON, odd key names, deeply nested stored JSON
+//! and values nested 100 000 deep given to every write. Each case is a clear
+//! error or a correct value: no panic, no hang, no stack overflow.
 
 mod common;
 
@@ -33,6 +34,7 @@ const KEYS: &[&[&str]] = &[
     &["keystore", "rocksdb", "format_version"],
     &["keystore", "request_timeout_ms"],
     &["keystore", "max_in_flight"],
+    &["keystore", "get_or_set_lock_ms"],
     &["system", "cachettl"],
     &["redis", "activate"],
     &["redis", "redisip"],
@@ -264,4 +266,337 @@ fn stored_json_nested_100_000_deep_is_a_clear_error() {
     assert!(err.is_data_error(), "{err}");
     assert!(err.to_string().contains("deep"), "{err}");
     println!("100 000-deep stored JSON: {err}");
+}
+
+/// Arrays nested `.0` deep around `0`, serialized by recursion (no heap
+/// value, so nothing deep to drop), and read back by counting levels.
+#[derive(Debug, PartialEq)]
+struct Deep(usize);
+
+impl serde::Serialize for Deep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        if self.0 == 0 {
+            return s.serialize_u8(0);
+        }
+        let mut seq = s.serialize_seq(Some(1))?;
+        seq.serialize_element(&Deep(self.0 - 1))?;
+        seq.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Deep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Levels;
+        impl<'de> serde::de::Visitor<'de> for Levels {
+            type Value = Deep;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("0 inside arrays nested one element each")
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Deep, E> {
+                Ok(Deep(0))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Deep, A::Error> {
+                let inner: Deep = a
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                Ok(Deep(inner.0 + 1))
+            }
+        }
+        d.deserialize_any(Levels)
+    }
+}
+
+/// The error of a write of a value nested too deep: Serialization, naming
+/// the key and the limit.
+fn refused_too_deep(what: &str, key: &str, result: objdatakey::Result<()>) {
+    let e = result.expect_err(what);
+    assert_eq!(e.kind(), ErrorKind::Serialization, "{what}: {e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("{key:?}")) && text.contains("127 levels"),
+        "{what}: {text}"
+    );
+}
+
+/// serde_json's serializer has no depth limit: a value nested 100 000 deep
+/// overflowed the stack. Every write (set_cache, set_many, get_or_set's
+/// loaded value; async and blocking) refuses it with an error naming the key
+/// and the limit, and stores nothing; the deepest value serde_json reads
+/// back (127 levels) still round-trips.
+#[test]
+fn values_nested_100_000_deep_are_refused_by_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::from_config(rocks_config(dir.path())).unwrap();
+    let b = ks.blocking();
+    let deep = 100_000;
+
+    refused_too_deep(
+        "blocking set_cache",
+        "deep:b",
+        b.set_cache("deep:b", &Deep(deep), Ttl::Never),
+    );
+    refused_too_deep(
+        "blocking set_many",
+        "deep:bm",
+        b.set_many(&[("ok:bm", Deep(3)), ("deep:bm", Deep(deep))], Ttl::Never),
+    );
+    refused_too_deep(
+        "blocking get_or_set",
+        "deep:bg",
+        b.get_or_set("deep:bg", Ttl::Never, move || Ok::<_, String>(Deep(deep)))
+            .map(|_: Deep| ()),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        refused_too_deep(
+            "set_cache",
+            "deep:a",
+            ks.set_cache("deep:a", &Deep(deep), Ttl::Never).await,
+        );
+        refused_too_deep(
+            "set_many",
+            "deep:am",
+            ks.set_many(&[("ok:am", Deep(3)), ("deep:am", Deep(deep))], Ttl::Never)
+                .await,
+        );
+        refused_too_deep(
+            "get_or_set",
+            "deep:ag",
+            ks.get_or_set("deep:ag", Ttl::Never, move || async move {
+                Ok::<_, String>(Deep(deep))
+            })
+            .await
+            .map(|_: Deep| ()),
+        );
+    });
+    // Nothing was stored, not even the batches' good entries.
+    for key in [
+        "deep:b", "deep:bm", "ok:bm", "deep:bg", "deep:a", "deep:am", "ok:am", "deep:ag",
+    ] {
+        assert_eq!(b.get_json(key).unwrap(), None, "{key}");
+    }
+
+    // The limit is serde_json's: 127 levels are stored and read back, 128 are not.
+    b.set_cache("edge", &Deep(127), Ttl::Never).unwrap();
+    assert_eq!(b.get_cache::<Deep>("edge").unwrap(), Some(Deep(127)));
+    assert!(b.get_cache::<serde_json::Value>("edge").unwrap().is_some());
+    refused_too_deep(
+        "128 levels",
+        "over",
+        b.set_cache("over", &Deep(128), Ttl::Never),
+    );
+
+    // A serde_json::Value 100 000 deep: built in a loop, on a thread with a
+    // stack big enough for its (recursive) drop, which is not ours.
+    let writer = b.clone();
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let mut v = serde_json::Value::Null;
+            for _ in 0..deep {
+                v = serde_json::Value::Array(vec![v]);
+            }
+            refused_too_deep(
+                "a deep serde_json::Value",
+                "deep:value",
+                writer.set_cache("deep:value", &v, Ttl::Never),
+            );
+            drop(v);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    println!("values nested {deep} deep: 7 writes refused, 127 levels round-trip");
+}
+
+static REDIS_CASES: AtomicUsize = AtomicUsize::new(0);
+
+/// What another client may have SET under a key: random bytes (mostly not
+/// UTF-8), any text, an empty string, truncated JSON, real JSON, JSON nested
+/// around serde_json's depth limit, and long runs of either.
+fn redis_value() -> impl Strategy<Value = Vec<u8>> {
+    let good = r#"{"a": [1, 2.5, "x\"y", null, {"b": true}], "c": "é"}"#;
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..48),
+        ".{0,24}".prop_map(String::into_bytes),
+        Just(Vec::new()),
+        Just(b" ".to_vec()),
+        (0..good.len()).prop_map(move |n| good.as_bytes()[..n].to_vec()),
+        Just(good.as_bytes().to_vec()),
+        any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+        any::<f64>().prop_map(|f| format!("{f:?}").into_bytes()),
+        ".{0,24}".prop_map(|s| serde_json::to_vec(&s).unwrap()),
+        (100usize..160).prop_map(|n| format!("{}1{}", "[".repeat(n), "]".repeat(n)).into_bytes()),
+        (1usize..4).prop_map(|n| vec![b'x'; n * 100_000]),
+        prop::collection::vec(any::<u8>(), 1..8).prop_map(|junk| {
+            let mut v = b"\"text ".to_vec();
+            v.extend(junk);
+            v.push(b'"');
+            v
+        }),
+    ]
+}
+
+/// What a correct reader makes of `bytes`: the JSON value, or `None` when
+/// it is not UTF-8 JSON that serde_json reads (its depth limit included).
+fn as_json(bytes: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_str(std::str::from_utf8(bytes).ok()?).ok()
+}
+
+/// `get_json`'s answer: the exact JSON text, when it is JSON at all (raw
+/// text is not decoded, so serde_json's depth limit does not apply).
+fn as_raw(bytes: &[u8]) -> Option<String> {
+    serde_json::from_str::<Box<serde_json::value::RawValue>>(std::str::from_utf8(bytes).ok()?)
+        .ok()
+        .map(|r| r.get().to_owned())
+}
+
+/// An error for bad stored data: CorruptValue or Serialization, naming `key`.
+fn data_error_for(what: &str, key: &str, e: &objdatakey::KeystoreError) {
+    assert!(e.is_data_error(), "{what} of {key}: {:?}: {e}", e.kind());
+    assert!(e.to_string().contains(&format!("{key:?}")), "{what}: {e}");
+}
+
+/// Values another client SET on Redis that are not JSON (not UTF-8, empty,
+/// truncated, too deep, megabytes long) read through get_cache, get_json,
+/// get_many and get_or_set: each a correct value, or an error naming the
+/// key; get_or_set never runs its loader over a value that is there. Also a
+/// key holding a list (WRONGTYPE for GET; MGET says nil) and JSON nested
+/// 100 000 deep.
+#[test]
+fn redis_values_that_are_not_json_are_errors_naming_the_key() {
+    let Some(server) = common::redis_server::RedisServer::start() else {
+        return;
+    };
+    let config = common::redis_server::server_config(objdatakey::BackendKind::Redis, server.port);
+    let ks = Keystore::from_config(config).unwrap();
+    let b = ks.blocking();
+    let raw = std::cell::RefCell::new(server.raw());
+    let loads = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        // No source file to persist failing cases next to: the seed is printed.
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(48)
+    });
+    runner
+        .run(&prop::collection::vec(redis_value(), 16), |values| {
+            let keys: Vec<String> = (0..values.len()).map(|i| format!("ext:{i}")).collect();
+            for (k, v) in keys.iter().zip(&values) {
+                redis::cmd("SET")
+                    .arg(k)
+                    .arg(v)
+                    .query::<()>(&mut *raw.borrow_mut())
+                    .unwrap();
+            }
+            for (k, v) in keys.iter().zip(&values) {
+                count("Redis values", &REDIS_CASES, 1);
+                match (b.get_cache::<serde_json::Value>(k), as_json(v)) {
+                    (Ok(got), want @ Some(_)) => prop_assert_eq!(got, want),
+                    (Err(e), None) => data_error_for("get_cache", k, &e),
+                    (got, want) => {
+                        prop_assert!(false, "get_cache of {}: {:?}, wanted {:?}", k, got, want)
+                    }
+                }
+                match (b.get_json(k), as_raw(v)) {
+                    (Ok(got), want @ Some(_)) => prop_assert_eq!(got, want),
+                    (Err(e), None) => data_error_for("get_json", k, &e),
+                    (got, want) => {
+                        prop_assert!(false, "get_json of {}: {:?}, wanted {:?}", k, got, want)
+                    }
+                }
+                let counter = loads.clone();
+                let loaded = b.get_or_set(k, Ttl::Seconds(60), move || {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, String>(serde_json::Value::Null)
+                });
+                match (loaded, as_json(v)) {
+                    (Ok(got), Some(want)) => prop_assert_eq!(got, want),
+                    (Err(e), None) => data_error_for("get_or_set", k, &e),
+                    (got, want) => {
+                        prop_assert!(false, "get_or_set of {}: {:?}, wanted {:?}", k, got, want)
+                    }
+                }
+            }
+            let bad: Vec<&String> = keys
+                .iter()
+                .zip(&values)
+                .filter(|(_, v)| as_json(v).is_none())
+                .map(|(k, _)| k)
+                .collect();
+            match b.get_many::<serde_json::Value, _>(&keys) {
+                Ok(got) => {
+                    prop_assert!(bad.is_empty(), "get_many answered despite {:?}", bad);
+                    let want: Vec<_> = values.iter().map(|v| as_json(v)).collect();
+                    prop_assert_eq!(got, want);
+                }
+                Err(e) => {
+                    prop_assert!(e.is_data_error(), "{:?}: {}", e.kind(), e);
+                    let text = e.to_string();
+                    prop_assert!(
+                        bad.iter().any(|k| text.contains(&format!("{k:?}"))),
+                        "get_many's error names none of {:?}: {}",
+                        bad,
+                        text
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        loads.load(Ordering::Relaxed),
+        0,
+        "a loader ran over a stored value"
+    );
+
+    let mut raw = raw.into_inner();
+    // A key holding a list, not a string.
+    redis::cmd("RPUSH")
+        .arg("ext:list")
+        .arg("a")
+        .query::<()>(&mut raw)
+        .unwrap();
+    let e = b.get_cache::<serde_json::Value>("ext:list").unwrap_err();
+    assert!(
+        e.to_string().contains("\"ext:list\"") && e.to_string().contains("WRONGTYPE"),
+        "{e}"
+    );
+    // MGET answers nil for a key that does not hold a string (Redis's
+    // documented behaviour): get_many says missing rather than failing.
+    b.set_cache("ext:0", &1, Ttl::Never).unwrap();
+    assert_eq!(
+        b.get_many::<serde_json::Value, _>(&["ext:0", "ext:list"])
+            .unwrap(),
+        vec![Some(serde_json::json!(1)), None]
+    );
+    // JSON nested 100 000 deep: serde_json's depth limit, not a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    redis::cmd("SET")
+        .arg("ext:deep")
+        .arg(&deep)
+        .query::<()>(&mut raw)
+        .unwrap();
+    data_error_for(
+        "get_cache",
+        "ext:deep",
+        &b.get_cache::<serde_json::Value>("ext:deep").unwrap_err(),
+    );
+    data_error_for(
+        "get_or_set",
+        "ext:deep",
+        &b.get_or_set("ext:deep", Ttl::Never, || {
+            Ok::<_, String>(serde_json::Value::Null)
+        })
+        .unwrap_err(),
+    );
+    // Raw text is not decoded: it comes back as it is.
+    assert_eq!(
+        b.get_json("ext:deep").unwrap().as_deref(),
+        Some(deep.as_str())
+    );
+    println!(
+        "Redis values that are not JSON: {} cases",
+        REDIS_CASES.load(Ordering::Relaxed)
+    );
 }

@@ -394,3 +394,103 @@ fn a_disabled_keystore_loads_every_time_and_stores_nothing() {
     assert_eq!((b.delete_many(&["a"]).unwrap(), b.clear().unwrap()), (0, 0));
     assert_eq!(b.ttl("a").unwrap(), None);
 }
+
+/// A keystore on `port` whose get_or_set loads under the cross-process lock.
+fn locking_keystore(port: u16, lock: Duration) -> Keystore {
+    let mut config = server_config(BackendKind::Redis, port);
+    config.engine.get_or_set_lock = Some(lock);
+    Keystore::builder()
+        .config(config)
+        .request_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap()
+}
+
+/// With `keystore.get_or_set_lock_ms`, two keystores (two processes'
+/// worth: each has its own single flight) on one Redis run a missing name's
+/// loader once between them; a lock left by a holder that died delays the
+/// load until it expires; a failed load releases the lock at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cross_process_lock_runs_the_loader_once_across_keystores() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let lock = Duration::from_millis(2000);
+    let (a, b) = (
+        locking_keystore(server.port, lock),
+        locking_keystore(server.port, lock),
+    );
+    let loads = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..16)
+        .map(|i| {
+            let ks = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let loads = loads.clone();
+            tokio::spawn(async move {
+                ks.get_or_set("shared", Ttl::Seconds(60), || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, String>(format!("loaded by {i}"))
+                })
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in callers {
+        answers.push(c.await.unwrap());
+    }
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "the loader ran more than once"
+    );
+    assert!(answers.iter().all(|v| v == &answers[0]), "{answers:?}");
+    assert_eq!(
+        server.cli(&["EXISTS", "shared:lock"]).trim(),
+        "0",
+        "lock left behind"
+    );
+
+    // A holder that died: its lock stays until it expires (700 ms here).
+    server.cli(&["SET", "orphan:lock", "a-dead-process", "PX", "700"]);
+    let started = std::time::Instant::now();
+    let counted = loads.clone();
+    let v: u32 = b
+        .get_or_set("orphan", Ttl::Seconds(60), || async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(7)
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, 7);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "loaded after {:?}, while the dead holder's lock was alive",
+        started.elapsed()
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+
+    // A failed load releases the lock: the next call loads without waiting.
+    let e = a
+        .get_or_set("fails", Ttl::Seconds(60), || async {
+            Err::<u32, _>("backend down")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Loader, "{e}");
+    assert_eq!(server.cli(&["EXISTS", "fails:lock"]).trim(), "0");
+    let started = std::time::Instant::now();
+    let v: u32 = b
+        .get_or_set("fails", Ttl::Seconds(60), || async { Ok::<_, String>(9) })
+        .await
+        .unwrap();
+    assert_eq!(v, 9);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

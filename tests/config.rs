@@ -62,6 +62,7 @@ keystore:
   enabled: true
   max_in_flight: 64
   request_timeout_ms: 250
+  get_or_set_lock_ms: 1500
   redis:
     ip: 10.0.0.5
     port: "7000"
@@ -94,6 +95,10 @@ metrics:
     assert_eq!(c.backend, BackendKind::Dragonfly);
     assert_eq!(c.engine.max_in_flight, 64);
     assert_eq!(c.engine.request_timeout, Duration::from_millis(250));
+    assert_eq!(c.engine.get_or_set_lock, Some(Duration::from_millis(1500)));
+    // 0 turns it off, as does leaving it out.
+    let off = load("keystore: {get_or_set_lock_ms: 0}").unwrap();
+    assert_eq!(off.engine.get_or_set_lock, None);
     assert_eq!((c.redis.ip.as_str(), c.redis.port), ("10.0.0.5", 7000));
     assert_eq!(c.redis.user.as_deref(), Some("app"));
     assert_eq!(c.redis.password.as_ref().unwrap().expose(), "s3cret");
@@ -205,6 +210,14 @@ fn bad_values_name_the_file_and_the_key() {
         (
             "keystore: {request_timeout_ms: fast}",
             "keystore.request_timeout_ms",
+        ),
+        (
+            "keystore: {get_or_set_lock_ms: 600001}",
+            "keystore.get_or_set_lock_ms: expected a whole number from 0 to 600000",
+        ),
+        (
+            "keystore: {get_or_set_lock_ms: -1}",
+            "keystore.get_or_set_lock_ms",
         ),
         (
             "keystore: [1, 2]",

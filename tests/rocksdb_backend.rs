@@ -679,3 +679,78 @@ async fn writes_under_a_write_stall_wait_in_the_pool_and_none_is_lost() {
     check(ks).await;
     check(Keystore::builder().config(cfg).build().unwrap()).await;
 }
+
+/// `get_many` answers alike whether its values sit in SST files not yet in
+/// the block cache (read by the worker pool), in the block cache or the
+/// memtable (read from memory on the caller's thread): each name its own
+/// value, in the order asked, whatever spelling of the envelope stored it;
+/// expired and missing names `None`; a value not in the stored format an
+/// error naming its key, on either path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_answers_alike_from_files_block_cache_and_memtable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut expected = BTreeMap::new();
+    {
+        let raw = raw_open(&db);
+        for i in 0..300u32 {
+            let name = format!("f:{i:03}");
+            let (bytes, value) = match i % 6 {
+                // As this engine writes it.
+                0 | 1 => (envelope(&i.to_string(), -1), Some(i)),
+                // Python: spaces, a float expiry in 2100.
+                2 => (
+                    format!(r#"{{"data": "{i}", "expires_at": 4102444800.5}}"#).into_bytes(),
+                    Some(i),
+                ),
+                // The data as a JSON value rather than its text.
+                3 => (
+                    format!(r#"{{"data": {i}, "expires_at": -1}}"#).into_bytes(),
+                    Some(i),
+                ),
+                // An escape the fast decoder leaves to serde_json.
+                4 => (
+                    format!(r#"{{"data":"\u0031{i}","expires_at":-1}}"#).into_bytes(),
+                    Some(format!("1{i}").parse().unwrap()),
+                ),
+                // Expired long ago.
+                _ => (envelope(&i.to_string(), 1), None),
+            };
+            raw.put(name.as_bytes(), &bytes).unwrap();
+            expected.insert(name, value);
+        }
+        raw.put(b"f:bad", b"{\"data\": 1").unwrap();
+        raw.flush().unwrap();
+    }
+    let (ks, _) = rocks_keystore(dir.path());
+    for i in 0..20u32 {
+        ks.set_cache(&format!("m:{i}"), &i, Ttl::Never)
+            .await
+            .unwrap();
+        expected.insert(format!("m:{i}"), Some(i));
+    }
+    expected.insert("missing".into(), None);
+    // Shuffled, with a name asked twice.
+    let mut names: Vec<String> = expected.keys().cloned().collect();
+    names.sort_by_key(|n| n.bytes().rev().collect::<Vec<u8>>());
+    names.push("f:000".into());
+    let want: Vec<Option<u32>> = names.iter().map(|n| expected[n]).collect();
+    // Cold (the files), then warm (the block cache), twice over.
+    for round in 0..3 {
+        let got: Vec<Option<u32>> = ks.get_many(&names).await.unwrap();
+        assert_eq!(got, want, "round {round}");
+        let mut with_bad = names.clone();
+        with_bad.insert(7, "f:bad".into());
+        let err = ks.get_many::<u32, _>(&with_bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::CorruptValue, "round {round}: {err}");
+        assert!(err.to_string().contains("\"f:bad\""), "{err}");
+        // A value of another type than asked for names its key.
+        let err = ks
+            .get_many::<String, _>(&["missing", "m:3"])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Serialization, "{err}");
+        assert!(err.to_string().contains("\"m:3\""), "{err}");
+    }
+    ks.shutdown().await;
+}

@@ -28,6 +28,9 @@ use crate::error::{ErrorKind, KeystoreError, Result};
 
 pub(crate) mod redis;
 pub(crate) mod rocksdb;
+mod texts;
+
+pub(crate) use texts::ValueTexts;
 
 /// What to do.
 #[derive(Debug)]
@@ -77,6 +80,20 @@ pub(crate) enum Command {
         message: String,
     },
     Ping,
+    /// `SET key token NX PX ms`: take the short cross-process lock of a
+    /// `get_or_set` load (Redis and Dragonfly; RocksDB, held by one process
+    /// anyway, always grants it).
+    Lock {
+        key: Arc<str>,
+        token: Arc<str>,
+        ms: u64,
+    },
+    /// Deletes `key` if it still holds `token` (a lock that expired and was
+    /// taken by another process is left to it).
+    Unlock {
+        key: Arc<str>,
+        token: Arc<str>,
+    },
     /// Remove up to `limit` expired entries (RocksDB; a no-op elsewhere).
     Sweep {
         limit: usize,
@@ -105,6 +122,8 @@ impl Command {
             Command::Entries { .. } => "get",
             Command::Publish { .. } => "publish",
             Command::Ping => "ping",
+            Command::Lock { .. } => "get_or_set lock",
+            Command::Unlock { .. } => "get_or_set unlock",
             Command::Sweep { .. } => "expiry sweep",
             #[cfg(feature = "fault-injection")]
             Command::Panic => "injected panic",
@@ -119,7 +138,9 @@ impl Command {
             Command::Get { key }
             | Command::Set { key, .. }
             | Command::Delete { key }
-            | Command::Ttl { key } => Some(key),
+            | Command::Ttl { key }
+            | Command::Lock { key, .. }
+            | Command::Unlock { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -212,8 +233,12 @@ pub(crate) enum Reply {
     Done,
     /// `Delete`: whether a live value was there.
     Deleted(bool),
+    /// `Lock`: whether this caller took the lock.
+    Acquired(bool),
     /// `GetMany`: the JSON text of each key, in the order asked.
     Values(Vec<Option<String>>),
+    /// `GetMany` on RocksDB: the same, in one buffer.
+    Texts(ValueTexts),
     /// `DeleteMany`, `DeletePrefix`: how many live values were removed.
     Count(u64),
     /// `Ttl`: the remaining lifetime, `None` when missing or expired.

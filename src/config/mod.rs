@@ -223,13 +223,22 @@ pub const DEFAULT_FORMAT_VERSION: i32 = 6;
 /// The `format_version` range RocksDB 11 writes (it dropped 0 and 1).
 const FORMAT_VERSIONS: std::ops::RangeInclusive<i32> = 2..=7;
 
-/// Engine limits (`keystore.max_in_flight`, `keystore.request_timeout_ms`).
+/// Engine limits (`keystore.max_in_flight`, `keystore.request_timeout_ms`)
+/// and the cross-process lock of `get_or_set`
+/// (`keystore.get_or_set_lock_ms`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Requests admitted at once per keystore; more callers wait for room.
     pub max_in_flight: usize,
     /// Longest a request may take, waiting for room included.
     pub request_timeout: Duration,
+    /// On Redis and Dragonfly, `get_or_set` loads under a lock
+    /// (`SET name:lock token NX PX ms`) held at most this long, so only one
+    /// process loads a missing name while the others wait and re-read; a
+    /// holder that dies releases it by expiry. `None` (the default, `0` in
+    /// the file): single flight within this process only. Ignored on
+    /// RocksDB, which one process holds anyway.
+    pub get_or_set_lock: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -237,6 +246,7 @@ impl Default for EngineConfig {
         EngineConfig {
             max_in_flight: 1024,
             request_timeout: Duration::from_secs(5),
+            get_or_set_lock: None,
         }
     }
 }

@@ -118,6 +118,7 @@ fn keystore_section(
             "backplane",
             "fail_safe",
             "eager_refresh",
+            "get_or_set_lock_ms",
         ],
         warnings,
     )?;
@@ -310,13 +311,18 @@ fn format_version_at(doc: &Doc<'_>, path: &[&str]) -> Result<Option<i32>> {
     }
 }
 
-/// `keystore.max_in_flight` and `keystore.request_timeout_ms`.
+/// `keystore.max_in_flight`, `keystore.request_timeout_ms` and
+/// `keystore.get_or_set_lock_ms` (0: off; at most 10 minutes: a lock is
+/// meant to outlive one load, not to hold a name for long).
 fn engine_limits(doc: &Doc<'_>, engine: &mut EngineConfig) -> Result<()> {
     if let Some(n) = doc.count_at(&["keystore", "max_in_flight"], 1, 1 << 20)? {
         engine.max_in_flight = n;
     }
     if let Some(n) = doc.count_at(&["keystore", "request_timeout_ms"], 1, 3_600_000)? {
         engine.request_timeout = Duration::from_millis(n as u64);
+    }
+    if let Some(n) = doc.count_at(&["keystore", "get_or_set_lock_ms"], 0, 600_000)? {
+        engine.get_or_set_lock = (n > 0).then(|| Duration::from_millis(n as u64));
     }
     Ok(())
 }

@@ -80,14 +80,18 @@ impl Engine {
         self.with_store(|store| Some(store.get_in_memory(key)?.map(Reply::Value)))
     }
 
+    /// The answer to a GET_MANY of `keys` when memory alone can give it,
+    /// without building a command (no key is copied).
+    pub(crate) fn read_many_from_memory<K: AsRef<str>>(&self, keys: &[K]) -> Option<Result<Reply>> {
+        self.with_store(|store| Some(store.get_many_in_memory(keys)?.map(Reply::Texts)))
+    }
+
     /// The answer to `command` when it can run on the caller's thread
     /// without waiting; `None` sends it the normal way.
     pub(super) fn answer_in_place(&self, command: &Command) -> Option<Result<Reply>> {
         match command {
             Command::Get { key } => self.read_from_memory(key),
-            Command::GetMany { keys } => {
-                self.with_store(|store| Some(store.get_many_in_memory(keys)?.map(Reply::Values)))
-            }
+            Command::GetMany { keys } => self.read_many_from_memory(keys),
             Command::Entries { keys } if keys.len() == 1 => self.with_store(|store| {
                 Some(
                     store

@@ -26,7 +26,7 @@
 //! a method here that calls `run` with its finish step.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde::Serialize;
@@ -35,7 +35,7 @@ use serde::de::DeserializeOwned;
 use crate::backend::{Command, Reply};
 use crate::clock::Clock;
 use crate::config::{BackendKind, Config, Overrides};
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, in_place};
 use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::metrics::{MetricsRegistry, MetricsServer, Op, Outcome, Stats, TierCount};
 use crate::tier;
@@ -44,7 +44,9 @@ use tiered::Touch;
 
 mod blocking;
 mod builder;
+mod depth;
 mod flight;
+mod lock;
 mod tiered;
 
 pub use blocking::BlockingKeystore;
@@ -211,19 +213,43 @@ impl Keystore {
         resolve: impl FnOnce() -> Result<Command>,
         finish: impl FnOnce(Reply) -> Result<O>,
     ) -> Result<O> {
+        self.run_reading(op, |_| None, disabled, resolve, finish)
+            .await
+    }
+
+    /// [`run`](Self::run) for a read that memory may answer before the
+    /// command is even built (`memory`: no allocation on a warm RocksDB
+    /// read; `None` builds and sends the command).
+    async fn run_reading<O: Recorded>(
+        &self,
+        op: Op,
+        memory: impl FnOnce(&Engine) -> Option<Result<Reply>>,
+        disabled: impl FnOnce() -> Result<O>,
+        resolve: impl FnOnce() -> Result<Command>,
+        finish: impl FnOnce(Reply) -> Result<O>,
+    ) -> Result<O> {
         let Some(engine) = self.engine() else {
             return disabled();
         };
         self.recorded(engine, op, async {
-            let command = resolve()?;
-            let touch = engine
-                .tier()
-                .and_then(|t| Some((t, Touch::of(t, &command)?)));
-            let reply = engine.call(command).await;
-            if let Some((tier, touch)) = touch {
-                self.touched(engine, tier, touch, reply.is_ok()).await;
-            }
-            let answer = finish(reply?)?;
+            let reply = match memory(engine) {
+                Some(answer) => {
+                    in_place::share_the_thread().await;
+                    answer?
+                }
+                None => {
+                    let command = resolve()?;
+                    let touch = engine
+                        .tier()
+                        .and_then(|t| Some((t, Touch::of(t, &command)?)));
+                    let reply = engine.call(command).await;
+                    if let Some((tier, touch)) = touch {
+                        self.touched(engine, tier, touch, reply.is_ok()).await;
+                    }
+                    reply?
+                }
+            };
+            let answer = finish(reply)?;
             let outcome = answer.outcome(op);
             Ok((answer, outcome))
         })
@@ -251,7 +277,9 @@ impl Keystore {
 
     /// Stores `value` as JSON under `name` for `ttl`.
     ///
-    /// On Redis and Dragonfly a TTL below 5 seconds is raised to 5.
+    /// On Redis and Dragonfly a TTL below 5 seconds is raised to 5. A value
+    /// nested more than 127 levels deep is refused
+    /// ([`ErrorKind::Serialization`]): serde_json could not read it back.
     pub async fn set_cache<T: Serialize + ?Sized>(
         &self,
         name: &str,
@@ -320,7 +348,8 @@ impl Keystore {
     /// The values of `names`, in their order, each decoded as `T`; `None`
     /// for a name missing or expired. One round trip: MGET on Redis and
     /// Dragonfly (one per hash slot, concurrently, on a cluster), one
-    /// `MultiGet` on RocksDB (answered from memory when it can be).
+    /// `MultiGet` on RocksDB (answered from memory when it can be, before
+    /// any name is copied).
     pub async fn get_many<T: DeserializeOwned, S: AsRef<str>>(
         &self,
         names: &[S],
@@ -346,8 +375,9 @@ impl Keystore {
                 keys: names.iter().map(|n| Arc::from(n.as_ref())).collect(),
             })
         };
-        self.run(
+        self.run_reading(
             Op::GetMany,
+            |engine| engine.read_many_from_memory(names),
             || Ok(names.iter().map(|_| None).collect()),
             get,
             |reply| match reply {
@@ -355,6 +385,11 @@ impl Keystore {
                     .iter()
                     .zip(values)
                     .map(|(name, json)| json.map(|j| decode(name.as_ref(), &j)).transpose())
+                    .collect(),
+                Reply::Texts(texts) if texts.len() == names.len() => names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| texts.get(i).map(|j| decode(name.as_ref(), j)).transpose())
                     .collect(),
                 other => Err(unexpected(other)),
             },
@@ -460,6 +495,13 @@ impl Keystore {
     /// the name: the next call runs the loader again. Each caller waits at
     /// most the request timeout.
     ///
+    /// **Across processes** (off by default): with
+    /// `keystore.get_or_set_lock_ms` set, on Redis and Dragonfly a load
+    /// first takes `SET <name>:lock <token> NX PX <ms>`; processes that find
+    /// it taken re-read the name until its value is stored, or the lock is
+    /// gone (released by a failed load, or expired with a holder that died)
+    /// and one of them takes it.
+    ///
     /// Counted as `get_or_set`: a hit when the value was cached, a miss when
     /// it was loaded (or the caller waited for a load).
     pub async fn get_or_set<T, F, Fut, E>(&self, name: &str, ttl: Ttl, loader: F) -> Result<T>
@@ -539,9 +581,10 @@ impl Keystore {
         }));
     }
 
-    /// A flight's work: looks once more (unless it is a refresh), runs the
-    /// loader (catching a panic), stores its value and answers the stored
-    /// JSON text.
+    /// A flight's work: looks once more (unless it is a refresh), then (with
+    /// `keystore.get_or_set_lock_ms` on a server) takes the cross-process
+    /// load lock or waits for the value another process loads under it
+    /// (see [`lock`]), and loads.
     async fn load_and_store<T, E>(
         &self,
         name: &str,
@@ -558,6 +601,45 @@ impl Keystore {
         if look_first && let Some(json) = self.get_json(name).await? {
             return Ok(Arc::from(json));
         }
+        let (Some(hold), Some(engine)) = (self.lock_hold(), self.engine()) else {
+            return self.load_now(name, ttl, load).await;
+        };
+        let patience = self.inner.config.engine.request_timeout;
+        let held = match lock::take_or_wait(engine, name, hold, patience).await? {
+            lock::Locked::Loaded(json) => return Ok(json),
+            lock::Locked::Held(held) => held,
+        };
+        // The previous holder may have stored it just before this one took over.
+        let stored = match self.get_json(name).await {
+            Ok(Some(json)) if look_first => Ok(Arc::from(json)),
+            Ok(_) => self.load_now(name, ttl, load).await,
+            Err(e) => Err(e),
+        };
+        held.release(engine).await;
+        stored
+    }
+
+    /// How long a `get_or_set` load holds its cross-process lock; `None`
+    /// when off (the default) or on RocksDB.
+    fn lock_hold(&self) -> Option<Duration> {
+        match self.backend() {
+            BackendKind::RocksDb => None,
+            _ => self.inner.config.engine.get_or_set_lock,
+        }
+    }
+
+    /// Runs the loader (catching a panic), stores its value and answers the
+    /// stored JSON text.
+    async fn load_now<T, E>(
+        &self,
+        name: &str,
+        ttl: Ttl,
+        load: impl Future<Output = std::result::Result<T, E>>,
+    ) -> Result<Arc<str>>
+    where
+        T: Serialize,
+        E: std::fmt::Display,
+    {
         let value = match std::panic::AssertUnwindSafe(load).catch_unwind().await {
             Ok(Ok(value)) => value,
             Ok(Err(e)) => return Err(loader_failed(name, &e)),
@@ -728,9 +810,11 @@ impl Keystore {
     }
 }
 
-/// `value` as JSON text, or an error naming `name`.
+/// `value` as JSON text, or an error naming `name`. A value nested deeper
+/// than serde_json reads back is refused (see [`depth`]): serializing it
+/// would otherwise recurse until the stack overflows.
 fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| {
+    serde_json::to_string(&depth::Limited::new(value)).map_err(|e| {
         KeystoreError::new(
             ErrorKind::Serialization,
             format!("cannot encode the value for key {name:?} as JSON"),

@@ -24,6 +24,11 @@ use crate::ttl::Ttl;
 /// slot, at most (a tenth of the request timeout when that is less).
 const GROUP_MARGIN: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Deletes `KEYS[1]` only while it holds `ARGV[1]`: a lock that expired
+/// and was taken by another process stays that process's.
+const UNLOCK_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
+
 /// Keys asked for per `SCAN` step of a prefix delete.
 const SCAN_COUNT: usize = 1000;
 
@@ -131,6 +136,18 @@ pub(super) async fn run_once(
         }
         Command::Ping => {
             let _: String = query(conn, &redis::cmd("PING")).await?;
+            Ok(Reply::Done)
+        }
+        Command::Lock { key, token, ms } => {
+            let mut set = redis::cmd("SET");
+            set.arg(&**key).arg(&**token).arg("NX").arg("PX").arg(*ms);
+            let taken: Option<String> = query(conn, &set).await?;
+            Ok(Reply::Acquired(taken.is_some()))
+        }
+        Command::Unlock { key, token } => {
+            let mut unlock = redis::cmd("EVAL");
+            unlock.arg(UNLOCK_SCRIPT).arg(1).arg(&**key).arg(&**token);
+            let _: i64 = query(conn, &unlock).await?;
             Ok(Reply::Done)
         }
         // Servers expire keys themselves.

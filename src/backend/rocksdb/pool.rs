@@ -61,7 +61,7 @@ impl RocksWorker {
             }
             Command::Delete { key } => Reply::Deleted(self.store.delete(key)?),
             Command::Ttl { key } => Reply::Remaining(self.store.ttl(key)?),
-            Command::GetMany { keys } => Reply::Values(self.store.get_many(keys)?),
+            Command::GetMany { keys } => Reply::Texts(self.store.get_many(keys)?),
             Command::SetMany { entries, ttl } => {
                 self.store.set_many(entries, *ttl)?;
                 Reply::Done
@@ -79,6 +79,9 @@ impl RocksWorker {
                 self.store.ping()?;
                 Reply::Done
             }
+            // The database's LOCK file already keeps other processes out.
+            Command::Lock { .. } => Reply::Acquired(true),
+            Command::Unlock { .. } => Reply::Done,
             Command::Sweep { limit } => {
                 let o = self.store.sweep(*limit)?;
                 Reply::Swept {

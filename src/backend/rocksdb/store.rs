@@ -110,6 +110,7 @@ use rocksdb::{
 
 use super::stripes::{Stripes, Wait};
 use crate::backend::Stored;
+use crate::backend::ValueTexts;
 use crate::clock::Clock;
 use crate::config::RocksDbConfig;
 use crate::error::{ErrorKind, KeystoreError, Result};
@@ -188,6 +189,14 @@ struct Writes {
 /// RocksDB's answer to a `no_slowdown` write it would have delayed or stopped.
 fn would_stall(e: &rocksdb::Error) -> bool {
     e.kind() == rocksdb::ErrorKind::Incomplete
+}
+
+/// Why a batch read failed.
+enum ManyFailed<'k> {
+    /// RocksDB could not read `key`.
+    Read(&'k str, rocksdb::Error),
+    /// A value not in the stored format, named in the error.
+    Corrupt(KeystoreError),
 }
 
 /// The last index entry a sweep batch took, and whether its sweep goes on.
@@ -508,49 +517,112 @@ impl RocksStore {
     }
 
     /// The JSON text of each of `keys` (in their order), `None` for those
-    /// missing or expired: one `MultiGet`, values pinned, not copied.
-    pub(crate) fn get_many(&self, keys: &[Arc<str>]) -> Result<Vec<Option<String>>> {
-        self.get_many_with(keys, &ReadOptions::default())
-            .map_err(|(key, e)| self.db_error("get_many", key, e))?
+    /// missing or expired: one `MultiGet` (see [`read_many`](Self::read_many)).
+    pub(crate) fn get_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<ValueTexts> {
+        self.read_many(keys, &ReadOptions::default())
+            .map_err(|failed| match failed {
+                ManyFailed::Read(key, e) => self.db_error("get_many", key, e),
+                ManyFailed::Corrupt(e) => e,
+            })
     }
 
     /// [`get_many`](Self::get_many) from memory only (see
     /// [`get_in_memory`](Self::get_in_memory)); `None` when any key needs a
     /// file read.
-    pub(crate) fn get_many_in_memory(
+    ///
+    /// One `get` per key, not a `MultiGet`: RocksDB's batched `MultiGet`
+    /// ignores `ReadTier::BlockCache` for data blocks (it reads the blocks
+    /// the cache lacks from the files, on this caller's thread, and with
+    /// no-I/O set does not insert them into the cache, so every later
+    /// batch reads them again). A single `get` answers `Incomplete`
+    /// instead, and the batch then goes to the pool, whose `MultiGet` reads
+    /// and caches the blocks.
+    pub(crate) fn get_many_in_memory<K: AsRef<str>>(
         &self,
-        keys: &[Arc<str>],
-    ) -> Option<Result<Vec<Option<String>>>> {
-        MEMORY_ONLY.with(|ro| self.get_many_with(keys, ro)).ok()
+        keys: &[K],
+    ) -> Option<Result<ValueTexts>> {
+        let mut found = Vec::with_capacity(keys.len());
+        MEMORY_ONLY.with(|ro| {
+            for key in keys {
+                // `Incomplete`: not in memory. Any other error: the pool
+                // reads it the normal way and reports it with full context.
+                let read = self.db.get_pinned_opt(key.as_ref().as_bytes(), ro).ok()?;
+                found.push((found.len(), read));
+            }
+            Some(())
+        })?;
+        Some(
+            self.texts(keys, found)
+                .map_err(|(key, why)| self.corrupt(key, &why)),
+        )
     }
 
-    /// The values of `keys` read with `ro`; the outer error is the first
-    /// failed read, with its key.
-    #[allow(clippy::type_complexity)]
-    fn get_many_with<'k>(
+    /// The values of `keys` read with `ro`, in one `MultiGet`. The keys are
+    /// borrowed and sorted here (cheaper than RocksDB's comparator sort;
+    /// skipped when already in order). Every read is checked before any
+    /// value is decoded.
+    fn read_many<'k, K: AsRef<str>>(
         &self,
-        keys: &'k [Arc<str>],
+        keys: &'k [K],
         ro: &ReadOptions,
-    ) -> std::result::Result<Result<Vec<Option<String>>>, (&'k str, rocksdb::Error)> {
+    ) -> std::result::Result<ValueTexts, ManyFailed<'k>> {
+        let name = |i: usize| keys[i].as_ref();
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        if !keys.is_sorted_by(|a, b| a.as_ref() <= b.as_ref()) {
+            order.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
+        }
         let cf = self
             .db
             .cf_handle(DEFAULT_COLUMN_FAMILY_NAME)
             .expect("the default column family always exists");
-        let found =
-            self.db
-                .batched_multi_get_cf_opt(cf, keys.iter().map(|k| k.as_bytes()), false, ro);
-        let mut out = Vec::with_capacity(keys.len());
-        for (key, read) in keys.iter().zip(found) {
-            match read {
-                Ok(None) => out.push(None),
-                Ok(Some(bytes)) => match self.live_value(key, &bytes) {
-                    Ok(v) => out.push(v),
-                    Err(e) => return Ok(Err(e)),
-                },
-                Err(e) => return Err((key, e)),
+        // `str` order is byte order: the default (bytewise) comparator's.
+        let found = self.db.batched_multi_get_cf_opt(
+            cf,
+            order.iter().map(|&i| name(i).as_bytes()),
+            true,
+            ro,
+        );
+        let mut read = Vec::with_capacity(found.len());
+        for (&i, r) in order.iter().zip(found) {
+            read.push((i, r.map_err(|e| ManyFailed::Read(name(i), e))?));
+        }
+        self.texts(keys, read)
+            .map_err(|(key, why)| ManyFailed::Corrupt(self.corrupt(key, &why)))
+    }
+
+    /// The live values among `found` (`(index into keys, stored bytes)`),
+    /// decoded into one buffer: the clock is read once, and no value
+    /// allocates. The error names the first key whose value is not in the
+    /// stored format, and why.
+    fn texts<'k, K: AsRef<str>, B: AsRef<[u8]>>(
+        &self,
+        keys: &'k [K],
+        found: Vec<(usize, Option<B>)>,
+    ) -> std::result::Result<ValueTexts, (&'k str, String)> {
+        let total = found
+            .iter()
+            .map(|(_, b)| b.as_ref().map_or(0, |b| b.as_ref().len()))
+            .sum();
+        let now = self.now();
+        let mut buffer = Vec::with_capacity(total);
+        let mut spans = vec![None; keys.len()];
+        for (i, bytes) in found {
+            let (Some(bytes), Some(span)) = (bytes, spans.get_mut(i)) else {
+                continue;
+            };
+            let start = buffer.len();
+            match format::decode_into(bytes.as_ref(), &mut buffer) {
+                Ok(expires_at) if format::is_expired(expires_at, now) => buffer.truncate(start),
+                Ok(_) => *span = Some((start, buffer.len())),
+                Err(why) => return Err((keys[i].as_ref(), why)),
             }
         }
-        Ok(Ok(out))
+        ValueTexts::from_parts(buffer, spans).ok_or_else(|| {
+            (
+                keys.first().map_or("", |k| k.as_ref()),
+                "internal error: the decoded texts are not UTF-8".to_owned(),
+            )
+        })
     }
 
     /// Stores every `(key, json)` of `entries` for `ttl`: one write batch for
