@@ -30,9 +30,13 @@ use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Command, Reply};
 use crate::error::Result;
 
-/// Calls answered in place on one thread between two yields: such a call
-/// costs 0.5–4 µs, so a task yields after about 30–250 µs of work.
-const CALLS_PER_YIELD: u32 = 64;
+/// Calls answered in place on one thread between two looks at the
+/// runtime's global queue (where a task woken from outside the runtime,
+/// such as by a worker-pool reply, waits).
+const CALLS_PER_LOOK: u32 = 4;
+/// Calls answered in place on one thread between two unconditional yields
+/// (for tasks woken inside the runtime, which wait in a worker's own queue).
+const CALLS_PER_YIELD: u32 = 256;
 
 thread_local! {
     /// Calls answered in place on this thread since it last yielded for them.
@@ -46,28 +50,34 @@ thread_local! {
 /// runtime: with more tasks than threads, a task whose read went to the pool
 /// (a cold read after a restart) was not polled again until a busy task
 /// finished its whole loop. That was the 1–2 s read of the main job's read
-/// run. So every [`CALLS_PER_YIELD`]th call answered in place on a thread
-/// yields, and the other tasks run.
+/// run.
+///
+/// So every [`CALLS_PER_LOOK`]th call answered in place on a thread looks
+/// whether a task waits in the runtime's global queue, where the pool's
+/// replies wake their callers, and yields if one does; every
+/// [`CALLS_PER_YIELD`]th call yields anyway. A yield costs a few µs even
+/// with nothing else to run (a worker may wake another to steal): yielding
+/// blindly every 64 calls cost the warm GET 64 B bench 15% at 1 caller
+/// (1.04–1.12 M against 1.28 M op/s without it), while a look is a
+/// thread-local handle and one atomic load. Measured on a quiet machine
+/// (BENCHMARKS.md, fourth session): looking every 4 calls, warm GET
+/// 1.25 M op/s at 1 caller, and the main job's cold read run 0.51x raw
+/// with p99.9 19 ms.
 ///
 /// Why not tokio's own budget (`coop::consume_budget`): it allows 128
-/// operations per turn, sized for ~50 ns operations; at one unit per call
-/// the turns of 64 tasks on 2 threads made p99.9 40–54 ms, and spending 8
-/// units per call cost 8 thread-local round trips on every warm read. One
-/// counter per thread does the same for one increment.
-///
-/// The interval is a trade: a yield costs a few µs even with nothing else
-/// to run. Measured (BENCHMARKS.md, issue 13): every 16 calls, cold-read
-/// p99.9 8–10 ms and warm GET 64 B at 0.49–0.58x raw; every 64 calls, p99.9
-/// 30–37 ms and GET 0.55–0.78x (0.57–0.66x before this yield existed).
-/// 64 it is: warm reads (the common case) keep their speed, and the cold
-/// tail falls from about a second to tens of milliseconds. Reads answered
-/// by the in-process tier count too: they never yield either.
+/// operations per turn whether or not anyone waits, sized for ~50 ns
+/// operations; at one unit per call the turns of 64 tasks on 2 threads made
+/// the cold-read p99.9 40–54 ms.
 pub(crate) async fn share_the_thread() {
-    let due = CALLS.with(|c| {
-        let n = c.get() + 1;
+    let n = CALLS.with(|c| {
+        let n = c.get().wrapping_add(1);
         c.set(if n >= CALLS_PER_YIELD { 0 } else { n });
-        n >= CALLS_PER_YIELD
+        n
     });
+    let due = n >= CALLS_PER_YIELD
+        || (n % CALLS_PER_LOOK == 0
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.metrics().global_queue_depth() > 0));
     if due {
         tokio::task::yield_now().await;
     }
