@@ -75,7 +75,7 @@ pub(crate) async fn share_the_thread() {
         n
     });
     let due = n >= CALLS_PER_YIELD
-        || (n % CALLS_PER_LOOK == 0
+        || (n.is_multiple_of(CALLS_PER_LOOK)
             && tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.metrics().global_queue_depth() > 0));
     if due {
