@@ -218,13 +218,28 @@ async fn get_many(
         },
     )
     .await?;
-    let mut out = vec![None; keys.len()];
+    in_order(target, "get_many (MGET)", keys.len(), groups, |i, raw| {
+        text(target, &keys[i], raw)
+    })
+}
+
+/// Puts each slot group's answers back in the caller's order (`each` turns
+/// the answer for the `i`th key into its value); a group that answered
+/// another number of values than it has keys fails the whole batch.
+fn in_order<T, V: Clone>(
+    target: &RedisTarget,
+    what: &str,
+    n: usize,
+    groups: Vec<(Vec<usize>, Vec<T>)>,
+    mut each: impl FnMut(usize, T) -> Answer<Option<V>>,
+) -> Answer<Vec<Option<V>>> {
+    let mut out = vec![None; n];
     for (indices, values) in groups {
         if values.len() != indices.len() {
             return Err(Failure::Ours(KeystoreError::new(
                 ErrorKind::Backend,
                 format!(
-                    "get_many on {} ({}): MGET answered {} values for {} keys",
+                    "{what} on {} ({}): the server answered {} values for {} keys",
                     target.kind,
                     target.address,
                     values.len(),
@@ -232,8 +247,8 @@ async fn get_many(
                 ),
             )));
         }
-        for (i, raw) in indices.into_iter().zip(values) {
-            out[i] = text(target, &keys[i], raw)?;
+        for (i, v) in indices.into_iter().zip(values) {
+            out[i] = each(i, v)?;
         }
     }
     Ok(out)
@@ -262,32 +277,22 @@ async fn entries(
         },
     )
     .await?;
-    let mut out = vec![None; keys.len()];
-    for (indices, values) in groups {
-        if values.len() != indices.len() {
-            return Err(Failure::Ours(KeystoreError::new(
-                ErrorKind::Backend,
-                format!(
-                    "get on {} ({}): GET/PTTL answered {} pairs for {} keys",
-                    target.kind,
-                    target.address,
-                    values.len(),
-                    indices.len()
-                ),
-            )));
-        }
-        for (i, (raw, pttl)) in indices.into_iter().zip(values) {
+    in_order(
+        target,
+        "get (GET + PTTL)",
+        keys.len(),
+        groups,
+        |i, (raw, pttl)| {
             // PTTL: -1 no expiry, -2 gone (expired between the two commands).
-            out[i] = match (text(target, &keys[i], raw)?, pttl) {
+            Ok(match (text(target, &keys[i], raw)?, pttl) {
                 (Some(json), -1) => Some((json, None)),
                 (Some(json), ms) if ms >= 0 => {
                     Some((json, Some(std::time::Duration::from_millis(ms as u64))))
                 }
                 _ => None,
-            };
-        }
-    }
-    Ok(out)
+            })
+        },
+    )
 }
 
 /// Something a batch is made of: a key, or a key with its value.
