@@ -94,6 +94,7 @@ impl RedisActor {
             conn: ArcSwapOption::empty(),
             rt: ArcSwap::from_pointee(io.clone().unwrap_or_else(|| engine_rt.clone())),
             supervision,
+            combiner: Default::default(),
         });
         let actor = RedisActor {
             direct: direct.clone(),

@@ -17,6 +17,7 @@ use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 
 use super::RedisTarget;
+use super::combine::{Combiner, Route};
 use super::commands::{Failure, run_once};
 use crate::backend::{Command, Deadline, Reply, Supervision};
 use crate::error::Result;
@@ -48,6 +49,8 @@ pub(crate) struct RedisDirect {
     pub(super) rt: ArcSwap<tokio::runtime::Handle>,
     /// Told when a call panics, so it restarts this generation.
     pub(super) supervision: Supervision,
+    /// Concurrent GETs waiting to go out as one MGET (see [`combine`](super::combine)).
+    pub(super) combiner: Combiner,
 }
 
 impl RedisDirect {
@@ -61,6 +64,46 @@ impl RedisDirect {
     /// caught, answered as [`ErrorKind::Panic`](crate::ErrorKind::Panic) and reported to the
     /// supervisor, which restarts the backend.
     pub(crate) async fn call(
+        self: &Arc<Self>,
+        conn: Conn,
+        command: &Command,
+        deadline: Deadline,
+    ) -> Result<Reply> {
+        let Command::Get { key } = command else {
+            return self.call_alone(conn, command, deadline).await;
+        };
+        match self.combiner.route(key) {
+            Route::Direct(_in_flight) => self.call_alone(conn, command, deadline).await,
+            Route::Queued { answer, start } => {
+                let rt = self.rt.load_full();
+                if start {
+                    // Detached: the runner serves every waiter, not only this one.
+                    drop(rt.spawn(self.clone().run_combined(conn)));
+                }
+                let waited = in_runtime(&rt, tokio::time::timeout_at(deadline.at.into(), answer));
+                match waited.await {
+                    Ok(Ok(answer)) => answer.map(Reply::Value),
+                    Ok(Err(_gone)) => Err(crate::error::KeystoreError::new(
+                        crate::error::ErrorKind::Backend,
+                        format!(
+                            "{} on {}: the connection's runtime stopped before the GET was \
+                             answered; retry the call",
+                            command.describe(),
+                            self.target.kind
+                        ),
+                    )),
+                    Err(_elapsed) => Err(deadline.timed_out(&format!(
+                        "{} on {}",
+                        command.describe(),
+                        self.target.kind
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// [`call`](Self::call) for a command sent on its own.
+    pub(super) async fn call_alone(
         &self,
         conn: Conn,
         command: &Command,
@@ -113,7 +156,7 @@ impl Liveness {
 }
 
 /// Runs one command, retrying reads once on a dropped connection.
-async fn execute(
+pub(super) async fn execute(
     target: &RedisTarget,
     conn: Conn,
     command: &Command,

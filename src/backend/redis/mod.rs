@@ -18,6 +18,8 @@
 //!   `KeystoreBuilder::io_runtime` (the callers' own, so a reply wakes its
 //!   caller without crossing threads).
 //!
+//! - [`combine`]: concurrent GETs combined into one MGET while another
+//!   is in flight (none added at 1 caller).
 //! - [`backplane`]: [`Backplane`], the actor that holds the pub/sub
 //!   subscription of the in-process tier's invalidations, on a connection
 //!   of its own.
@@ -37,6 +39,7 @@
 
 pub(crate) mod actor;
 pub(crate) mod backplane;
+pub(crate) mod combine;
 pub(crate) mod commands;
 pub(crate) mod direct;
 pub(crate) mod errors;

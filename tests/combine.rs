@@ -1,0 +1,158 @@
+//! Concurrent GETs combined into MGETs (issue 13) on a real redis-server and
+//! a 3-master Redis Cluster: every caller gets its own name's value, a bad
+//! value is an error for its own callers only, and a stalled server times
+//! each caller out on its own deadline, naming its key.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis_server::{RedisCluster, RedisServer, cluster_config, server_config};
+use objdatakey::{BackendKind, Config, ErrorKind, Keystore, Ttl};
+
+fn keystore(config: Config, timeout: Duration) -> Keystore {
+    Keystore::builder()
+        .config(config)
+        .request_timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// `callers` concurrent GETs of `names[i % names.len()]`: each answers its
+/// own name's value (`Err` text for a failed one).
+async fn concurrent_gets(
+    ks: &Keystore,
+    names: &[String],
+    callers: usize,
+) -> Vec<(String, Result<Option<String>, objdatakey::KeystoreError>)> {
+    let tasks: Vec<_> = (0..callers)
+        .map(|i| {
+            let ks = ks.clone();
+            let name = names[i % names.len()].clone();
+            tokio::spawn(async move {
+                let got = ks.get_cache::<String>(&name).await;
+                (name, got)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// MGET calls the server has answered (`INFO commandstats`).
+fn mget_calls(server: &RedisServer) -> u64 {
+    let info = server.cli(&["INFO", "commandstats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_mget:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn every_caller_gets_its_own_value(ks: &Keystore) {
+    let names: Vec<String> = (0..300).map(|i| format!("c:{i}")).collect();
+    let entries: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (n.clone(), format!("v-{n}")))
+        .collect();
+    ks.set_many(&entries, Ttl::Seconds(600)).await.unwrap();
+    let mut asked = names.clone();
+    asked.push("c:missing".into());
+    for round in 0..5 {
+        for (name, got) in concurrent_gets(ks, &asked, 1024).await {
+            let want = (name != "c:missing").then(|| format!("v-{name}"));
+            assert_eq!(got.unwrap(), want, "round {round}: {name}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_are_combined_and_each_caller_gets_its_own_value() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let ks = keystore(
+        server_config(BackendKind::Redis, server.port),
+        Duration::from_secs(5),
+    );
+    every_caller_gets_its_own_value(&ks).await;
+    assert!(mget_calls(&server) > 0, "no GET was combined into an MGET");
+
+    // A value that is not text: an error for its own callers only.
+    let mut raw = server.raw();
+    redis::cmd("SET")
+        .arg("c:bad")
+        .arg(&b"\xff\xfe"[..])
+        .query::<()>(&mut raw)
+        .unwrap();
+    let names: Vec<String> = (0..300)
+        .map(|i| {
+            if i % 30 == 0 {
+                "c:bad".to_owned()
+            } else {
+                format!("c:{i}")
+            }
+        })
+        .collect();
+    for (name, got) in concurrent_gets(&ks, &names, 1024).await {
+        if name == "c:bad" {
+            let e = got.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::CorruptValue, "{e}");
+            assert!(e.to_string().contains("\"c:bad\""), "{e}");
+        } else {
+            assert_eq!(got.unwrap(), Some(format!("v-{name}")), "{name}");
+        }
+    }
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_gets_across_cluster_slots_come_back_under_their_names() {
+    let Some(cluster) = RedisCluster::start(3) else {
+        return;
+    };
+    let ks = keystore(cluster_config(&cluster), Duration::from_secs(5));
+    every_caller_gets_its_own_value(&ks).await;
+    let combined: u64 = cluster.nodes.iter().map(mget_calls).sum();
+    assert!(
+        combined > 0,
+        "no GET was combined into an MGET on any master"
+    );
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_times_each_caller_out_naming_its_key() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let ks = keystore(
+        server_config(BackendKind::Redis, server.port),
+        Duration::from_millis(500),
+    );
+    ks.set_cache("s:0", "x", Ttl::Seconds(600)).await.unwrap();
+    server.signal("STOP");
+    let names: Vec<String> = (0..64).map(|i| format!("s:{i}")).collect();
+    let answers = concurrent_gets(&ks, &names, 256).await;
+    server.signal("CONT");
+    for (name, got) in answers {
+        let e = got.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{name}: {e}");
+        assert!(e.to_string().contains(&format!("{name:?}")), "{name}: {e}");
+    }
+    // The same handle works again once the server answers.
+    let mut ok = false;
+    for _ in 0..100 {
+        if let Ok(Some(v)) = ks.get_cache::<String>("s:0").await {
+            assert_eq!(v, "x");
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "no GET succeeded after the server resumed");
+    ks.shutdown().await;
+}
