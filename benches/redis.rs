@@ -21,10 +21,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use objdatakey::{BackendKind, Config, Keystore, Ttl};
-use serde::de::IgnoredAny;
 use support::Op;
 
 const CALLERS: [usize; 4] = [1, 16, 64, 256];
@@ -93,7 +90,7 @@ fn main() {
         let value = support::value(size);
         let json = serde_json::to_string(&value).unwrap();
         // Warm data: every key the GETs read exists.
-        run_raw(&rt, &raw, Op::Set, &json, 64, support::WARM_KEYS);
+        support::run_raw_redis(&rt, &raw, Op::Set, &json, 64, support::WARM_KEYS, TTL_SECS);
         for op in [Op::Get, Op::Set] {
             let cell = format!("{}_{}B", op.name(), size);
             if filter.as_deref().is_some_and(|f| !cell.contains(f)) {
@@ -102,14 +99,20 @@ fn main() {
             for &callers in &CALLERS {
                 for (io, ks) in handles {
                     support::run_handle(&rt, ks, op, &value, callers, ops / 4, TTL);
-                    run_raw(&rt, &raw, op, &json, callers, ops / 4);
+                    support::run_raw_redis(&rt, &raw, op, &json, callers, ops / 4, TTL_SECS);
                     let (hm, rm, ratio) = support::alternate_rounds(
                         rounds,
                         || {
                             let d = support::run_handle(&rt, ks, op, &value, callers, ops, TTL);
                             ops as f64 / d.as_secs_f64()
                         },
-                        || ops as f64 / run_raw(&rt, &raw, op, &json, callers, ops).as_secs_f64(),
+                        || {
+                            ops as f64
+                                / support::run_raw_redis(
+                                    &rt, &raw, op, &json, callers, ops, TTL_SECS,
+                                )
+                                .as_secs_f64()
+                        },
                     );
                     println!(
                         "{cell:<12} {io:>6} {callers:>7} {}",
@@ -121,55 +124,4 @@ fn main() {
     }
     rt.block_on(on_engine.shutdown());
     rt.block_on(on_caller.shutdown());
-}
-
-fn run_raw(
-    rt: &tokio::runtime::Runtime,
-    conn: &redis::aio::MultiplexedConnection,
-    op: Op,
-    json: &str,
-    callers: usize,
-    ops: u64,
-) -> Duration {
-    rt.block_on(async {
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..callers as u64)
-            .map(|t| {
-                let mut conn = conn.clone();
-                let json = json.to_owned();
-                tokio::spawn(async move {
-                    for i in (t..ops).step_by(callers) {
-                        let k = support::key(i);
-                        match op {
-                            Op::Get => {
-                                let v: Option<String> = redis::cmd("GET")
-                                    .arg(&k)
-                                    .query_async(&mut conn)
-                                    .await
-                                    .expect("raw get");
-                                // The same decode work the handle does.
-                                let v: IgnoredAny =
-                                    serde_json::from_str(&v.expect("warm key")).unwrap();
-                                std::hint::black_box(v);
-                            }
-                            Op::Set => {
-                                let () = redis::cmd("SET")
-                                    .arg(&k)
-                                    .arg(json.as_str())
-                                    .arg("EX")
-                                    .arg(TTL_SECS)
-                                    .query_async(&mut conn)
-                                    .await
-                                    .expect("raw set");
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("bench task");
-        }
-        started.elapsed()
-    })
 }

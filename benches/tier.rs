@@ -16,7 +16,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use objdatakey::{BackendKind, Config, Keystore, Ttl};
-use serde::de::IgnoredAny;
 use support::Op;
 
 const CALLERS: [usize; 3] = [1, 16, 64];
@@ -79,7 +78,11 @@ fn main() {
                     / support::run_handle(&rt, &b, Op::Get, &value, callers, ops, Ttl::Never)
                         .as_secs_f64()
             },
-            || raw_ops as f64 / raw_gets(&rt, &raw, callers, raw_ops).as_secs_f64(),
+            || {
+                raw_ops as f64
+                    / support::run_raw_redis(&rt, &raw, Op::Get, "", callers, raw_ops, 0)
+                        .as_secs_f64()
+            },
         );
         println!("{callers:<8} {}", support::figures(tier, rawv, ratio));
     }
@@ -130,36 +133,4 @@ fn main() {
     });
     rt.block_on(a.shutdown());
     rt.block_on(b.shutdown());
-}
-
-/// `ops` raw GETs (and the same JSON decode) from `callers` tasks.
-fn raw_gets(
-    rt: &tokio::runtime::Runtime,
-    conn: &redis::aio::MultiplexedConnection,
-    callers: usize,
-    ops: u64,
-) -> Duration {
-    rt.block_on(async {
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..callers as u64)
-            .map(|t| {
-                let mut conn = conn.clone();
-                tokio::spawn(async move {
-                    for i in (t..ops).step_by(callers) {
-                        let v: Option<String> = redis::cmd("GET")
-                            .arg(support::key(i))
-                            .query_async(&mut conn)
-                            .await
-                            .expect("raw get");
-                        let v: IgnoredAny = serde_json::from_str(&v.expect("warm key")).unwrap();
-                        std::hint::black_box(v);
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("raw task");
-        }
-        started.elapsed()
-    })
 }

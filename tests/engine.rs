@@ -463,6 +463,21 @@ async fn shutdown_while_callers_wait_answers_each_of_them_cleanly() {
 /// gets to run within a bounded number of calls. (Before, a warm reader
 /// never yielded, and a task whose read had gone to the pool waited for the
 /// whole loop: the 1–2 s read of the main job's cold read run.)
+/// Warm reads (or writes) of one name through `ks` until `ran` is set (at
+/// most 10 000); answers how many were made.
+async fn calls_until(ks: &Keystore, ran: &std::sync::atomic::AtomicBool, writes: bool) -> u32 {
+    let mut calls = 0u32;
+    while !ran.load(std::sync::atomic::Ordering::SeqCst) && calls < 10_000 {
+        if writes {
+            ks.set_cache("warm", &calls, Ttl::Never).await.unwrap();
+        } else {
+            assert!(ks.get_cache::<u32>("warm").await.unwrap().is_some());
+        }
+        calls += 1;
+    }
+    calls
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_task_whose_calls_are_answered_in_place_still_lets_others_run() {
     use std::sync::Arc;
@@ -480,15 +495,7 @@ async fn a_task_whose_calls_are_answered_in_place_still_lets_others_run() {
             let ran = ran.clone();
             async move { ran.store(true, Ordering::SeqCst) }
         });
-        let mut calls = 0u32;
-        while !ran.load(Ordering::SeqCst) && calls < 10_000 {
-            if writes {
-                ks.set_cache("warm", &calls, Ttl::Never).await.unwrap();
-            } else {
-                assert!(ks.get_cache::<u32>("warm").await.unwrap().is_some());
-            }
-            calls += 1;
-        }
+        let calls = calls_until(&ks, &ran, writes).await;
         assert!(
             ran.load(Ordering::SeqCst),
             "the other task never ran during {calls} calls (writes: {writes})"
@@ -514,15 +521,7 @@ async fn a_task_whose_calls_are_answered_in_place_still_lets_others_run() {
         std::thread::spawn(move || tx.send(()).unwrap())
             .join()
             .unwrap();
-        let mut calls = 0u32;
-        while !ran.load(Ordering::SeqCst) && calls < 10_000 {
-            if writes {
-                ks.set_cache("warm", &calls, Ttl::Never).await.unwrap();
-            } else {
-                assert!(ks.get_cache::<u32>("warm").await.unwrap().is_some());
-            }
-            calls += 1;
-        }
+        let calls = calls_until(&ks, &ran, writes).await;
         assert!(
             calls <= 16,
             "{calls} calls before the woken task ran (writes: {writes})"

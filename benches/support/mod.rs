@@ -333,3 +333,59 @@ pub fn start_redis() -> Option<(Server, u16)> {
     }
     Some((server, port))
 }
+
+/// Runs `ops` raw redis-rs operations from `callers` tokio tasks sharing
+/// `conn` (cloned per task, as redis-rs intends); answers the wall time. A
+/// GET decodes the JSON as the handle does; a SET writes `json` with
+/// `EX ttl_secs`.
+pub fn run_raw_redis(
+    rt: &tokio::runtime::Runtime,
+    conn: &redis::aio::MultiplexedConnection,
+    op: Op,
+    json: &str,
+    callers: usize,
+    ops: u64,
+    ttl_secs: u64,
+) -> Duration {
+    rt.block_on(async {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..callers as u64)
+            .map(|t| {
+                let mut conn = conn.clone();
+                let json = json.to_owned();
+                tokio::spawn(async move {
+                    for i in (t..ops).step_by(callers) {
+                        let k = key(i);
+                        match op {
+                            Op::Get => {
+                                let v: Option<String> = redis::cmd("GET")
+                                    .arg(&k)
+                                    .query_async(&mut conn)
+                                    .await
+                                    .expect("raw get");
+                                // The same decode work the handle does.
+                                let v: IgnoredAny =
+                                    serde_json::from_str(&v.expect("warm key")).unwrap();
+                                std::hint::black_box(v);
+                            }
+                            Op::Set => {
+                                let () = redis::cmd("SET")
+                                    .arg(&k)
+                                    .arg(json.as_str())
+                                    .arg("EX")
+                                    .arg(ttl_secs)
+                                    .query_async(&mut conn)
+                                    .await
+                                    .expect("raw set");
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("bench task");
+        }
+        started.elapsed()
+    })
+}

@@ -100,8 +100,9 @@ impl Engine {
     /// without waiting; `None` sends it the normal way.
     pub(super) fn answer_in_place(&self, command: &Command) -> Option<Result<Reply>> {
         match command {
-            Command::Get { key } => self.read_from_memory(key),
-            Command::GetMany { keys } => self.read_many_from_memory(keys),
+            // GET and GET_MANY: the handle asked memory before it built the
+            // command (`read_from_memory`, `read_many_from_memory`); asking
+            // again would read memory twice on every cold read.
             Command::Entries { keys } if keys.len() == 1 => self.with_store(|store| {
                 Some(
                     store

@@ -23,14 +23,12 @@
 //! - each caller waits at most its own deadline and holds its own
 //!   in-flight permit while it waits.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use super::RedisDirect;
-use super::direct::{Conn, execute};
+use super::direct::Conn;
 use crate::backend::{Command, Deadline, Reply};
 use crate::error::{KeystoreError, Result};
 
@@ -135,25 +133,7 @@ impl RedisDirect {
                 Command::GetMany { keys }
             };
             let deadline = Deadline::after(self.target.response_timeout);
-            let sent = AssertUnwindSafe(tokio::time::timeout_at(
-                deadline.at.into(),
-                execute(&self.target, conn.clone(), &command, deadline, &self.up),
-            ))
-            .catch_unwind()
-            .await;
-            let answer = match sent {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_elapsed)) => Err(deadline.timed_out(&format!(
-                    "{} on {}",
-                    command.describe(),
-                    self.target.kind
-                ))),
-                Err(payload) => Err(self.supervision.panicked(
-                    payload.as_ref(),
-                    &command.describe(),
-                    self.target.kind.as_str(),
-                )),
-            };
+            let answer = self.call_alone(conn.clone(), &command, deadline).await;
             match answer {
                 Ok(Reply::Value(value)) if n == 1 => {
                     for w in batch {

@@ -156,7 +156,7 @@ impl Liveness {
 }
 
 /// Runs one command, retrying reads once on a dropped connection.
-pub(super) async fn execute(
+async fn execute(
     target: &RedisTarget,
     conn: Conn,
     command: &Command,
