@@ -357,6 +357,7 @@ where
         }
     });
     let results = join_all(sent).await;
+    let groups_sent = results.len();
     let mut out = Vec::with_capacity(results.len());
     let mut failed: Option<(RedisError, Vec<&str>)> = None;
     for (group, result) in groups.into_iter().zip(results) {
@@ -373,10 +374,17 @@ where
     }
     match failed {
         None => Ok(out),
-        Some((e, names)) if names.len() == items.len() => Err(Failure::Redis(e)),
+        // One group (a single server): the plain error, which the caller
+        // may retry on a fresh connection.
+        Some((e, _)) if groups_sent == 1 => Err(Failure::Redis(e)),
         Some((e, names)) => {
+            let done = if names.len() == items.len() {
+                ""
+            } else {
+                "; the others were done"
+            };
             let what = format!(
-                "{verb} failed for {} of {} keys ({}); the others were done",
+                "{verb} failed for {} of {} keys ({}){done}",
                 names.len(),
                 items.len(),
                 listed(&names)
