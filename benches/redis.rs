@@ -11,9 +11,12 @@
 //! data.
 //!
 //! The handle is measured twice, each against raw in rounds of its own:
-//! `io engine` is the default (socket I/O on the engine's thread), `io
-//! caller` is built with `KeystoreBuilder::io_runtime` given the bench's
-//! runtime, where the raw connection's driver runs too.
+//! `io default` is built the way an application built on `#[tokio::main]`
+//! builds it (inside the bench's multi-thread runtime, with no I/O setting:
+//! the connection's driver then runs on that runtime, where the raw
+//! connection's driver runs too), `io engine` with
+//! `KeystoreBuilder::io_on_engine_thread` (the driver on the engine's own
+//! thread).
 //!
 //! `cargo bench --bench redis` (add `-- --quick`, or set
 //! `OBJDATAKEY_BENCH_QUICK=1`, for a short run). Set `OBJDATAKEY_BENCH_METRICS=0`
@@ -50,18 +53,21 @@ fn main() {
     };
     config.redis.ip = "127.0.0.1".into();
     config.redis.port = port;
+    let by_default = {
+        let _in_the_runtime = rt.enter();
+        Keystore::builder()
+            .config(config.clone())
+            .metrics(metrics)
+            .build()
+            .expect("redis keystore")
+    };
     let on_engine = Keystore::builder()
-        .config(config.clone())
-        .metrics(metrics)
-        .build()
-        .expect("redis keystore");
-    let on_caller = Keystore::builder()
         .config(config)
         .metrics(metrics)
-        .io_runtime(rt.handle().clone())
+        .io_on_engine_thread()
         .build()
-        .expect("redis keystore with an I/O runtime");
-    let handles = [("engine", &on_engine), ("caller", &on_caller)];
+        .expect("redis keystore with its I/O on the engine's thread");
+    let handles = [("default", &by_default), ("engine", &on_engine)];
     let raw = rt.block_on(async {
         redis::Client::open(format!("redis://127.0.0.1:{port}/"))
             .unwrap()
@@ -76,7 +82,7 @@ fn main() {
         if metrics { "on" } else { "off" }
     );
     println!(
-        "{:<12} {:>6} {:>7} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "{:<12} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12} {:>12}",
         "cell",
         "io",
         "callers",
@@ -115,13 +121,13 @@ fn main() {
                         },
                     );
                     println!(
-                        "{cell:<12} {io:>6} {callers:>7} {}",
+                        "{cell:<12} {io:>7} {callers:>7} {}",
                         support::figures(hm, rm, ratio)
                     );
                 }
             }
         }
     }
+    rt.block_on(by_default.shutdown());
     rt.block_on(on_engine.shutdown());
-    rt.block_on(on_caller.shutdown());
 }

@@ -28,7 +28,20 @@ pub struct KeystoreBuilder {
     request_timeout: Option<Duration>,
     metrics: bool,
     registry: Option<MetricsRegistry>,
-    io_runtime: Option<tokio::runtime::Handle>,
+    io: IoPlacement,
+}
+
+/// Where a Redis connection's socket I/O runs (see
+/// [`KeystoreBuilder::io_runtime`]).
+#[derive(Debug, Clone)]
+enum IoPlacement {
+    /// The runtime `build` is called on, when it is a multi-thread tokio
+    /// runtime with IO and time; otherwise the engine's thread.
+    Auto,
+    /// The engine's thread.
+    Engine,
+    /// This runtime.
+    Runtime(tokio::runtime::Handle),
 }
 
 impl Default for KeystoreBuilder {
@@ -42,7 +55,7 @@ impl Default for KeystoreBuilder {
             request_timeout: None,
             metrics: true,
             registry: None,
-            io_runtime: None,
+            io: IoPlacement::Auto,
         }
     }
 }
@@ -104,17 +117,33 @@ impl KeystoreBuilder {
         self
     }
 
-    /// Redis and Dragonfly: do the socket I/O on this tokio runtime instead
-    /// of on the engine's thread (the default). Give it the runtime your
-    /// callers run on: a reply then wakes its caller on the same runtime, as
-    /// with a plain redis-rs connection, instead of crossing from the engine
-    /// thread (the `redis` bench in BENCHMARKS.md shows what that saves).
+    /// Redis and Dragonfly: do the socket I/O on this tokio runtime. Give it
+    /// the runtime your callers run on: a reply then wakes its caller on the
+    /// same runtime, as with a plain redis-rs connection, instead of crossing
+    /// from the engine's thread (the `redis` bench in BENCHMARKS.md shows what
+    /// that saves).
     ///
-    /// The runtime needs IO and time enabled (`enable_all()`, as
-    /// `#[tokio::main]` has). If it shuts down while the keystore lives, the
-    /// connection moves back to the engine's thread. RocksDB ignores it.
+    /// Default: the runtime [`build`](Self::build) is called on, when that is
+    /// a multi-thread tokio runtime with IO and time enabled (what
+    /// `#[tokio::main]` makes); otherwise (no runtime, a current-thread one,
+    /// an actix System) the engine's own thread. A current-thread runtime is
+    /// never chosen on its own: its one thread may block while other threads
+    /// call the keystore.
+    ///
+    /// The runtime needs IO and time enabled (`enable_all()`). If it shuts
+    /// down while the keystore lives, the connection moves back to the
+    /// engine's thread. RocksDB ignores it.
     pub fn io_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
-        self.io_runtime = Some(handle);
+        self.io = IoPlacement::Runtime(handle);
+        self
+    }
+
+    /// Redis and Dragonfly: do the socket I/O on the engine's own thread even
+    /// when `build` runs on a multi-thread runtime (see
+    /// [`io_runtime`](Self::io_runtime) for the default). A thread of its own
+    /// for the connection can help when the callers' runtime is saturated.
+    pub fn io_on_engine_thread(mut self) -> Self {
+        self.io = IoPlacement::Engine;
         self
     }
 
@@ -148,7 +177,11 @@ impl KeystoreBuilder {
         let options = EngineOptions {
             clock: self.clock.clone(),
             metrics: self.metrics.then(|| registry.clone()),
-            io_runtime: self.io_runtime,
+            io_runtime: match self.io {
+                IoPlacement::Auto => callers_runtime(),
+                IoPlacement::Engine => None,
+                IoPlacement::Runtime(h) => Some(h),
+            },
         };
         let engine = Engine::open(&config, options)?;
         Ok(Keystore::assemble(
@@ -158,5 +191,34 @@ impl KeystoreBuilder {
             server,
             self.clock,
         ))
+    }
+}
+
+/// The runtime `build` runs on, when it can carry a connection's I/O: a
+/// multi-thread runtime with its IO and time drivers enabled.
+fn callers_runtime() -> Option<tokio::runtime::Handle> {
+    let rt = tokio::runtime::Handle::try_current().ok()?;
+    if rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return None;
+    }
+    // tokio has no way to ask whether a driver is enabled other than using
+    // it: without one, registering a socket or arming a timer panics.
+    let probe = std::panic::catch_unwind(|| {
+        let _entered = rt.enter();
+        let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)).ok()?;
+        socket.set_nonblocking(true).ok()?;
+        let _registered = tokio::net::UdpSocket::from_std(socket).ok()?;
+        let _timer = tokio::time::sleep(Duration::ZERO);
+        Some(())
+    });
+    match probe {
+        Ok(Some(())) => Some(rt),
+        _ => {
+            tracing::warn!(
+                "the tokio runtime the keystore was built on has no IO or time driver \
+                 (build it with enable_all()); the connection's I/O runs on the engine's thread"
+            );
+            None
+        }
     }
 }

@@ -23,12 +23,15 @@
 //! sweep walks it in expiry order until the first entry that has not expired:
 //! its cost grows with the number of expired entries, not with the total.
 //!
-//! Two databases cannot share a write batch, so order stands in for
-//! atomicity: a write puts the index entry first, then the value (both under
-//! the key's stripe lock); a sweep deletes values first, then their index
-//! entries. A crash in between leaves at worst an index entry without its
-//! value (the sweep drops it) or, if the index's log was lost with the
-//! machine, a value without an index entry (the compaction filter below
+//! Index entries do not go in with their values: they wait in
+//! [`PendingIndex`] and are written a batch at a time (at most
+//! [`FLUSH_AT`](super::pending::FLUSH_AT) writes or
+//! [`FLUSH_AFTER`](super::pending::FLUSH_AFTER) later, before every sweep,
+//! and at close), so a SET costs one trip through RocksDB's write path, not
+//! two. A sweep deletes values first, then their index entries. A crash
+//! leaves at worst an index entry without its value (the sweep drops it) or
+//! a value without an index entry, because its entry was still waiting or
+//! the index's log was lost with the machine (the compaction filter below
 //! removes it once expired).
 //!
 //! Overwrites and deletes leave their old index entry behind (no read before a
@@ -108,6 +111,7 @@ use rocksdb::{
     WriteBatch, WriteOptions,
 };
 
+use super::pending::PendingIndex;
 use super::stripes::{Stripes, Wait};
 use crate::backend::Stored;
 use crate::backend::ValueTexts;
@@ -151,6 +155,8 @@ pub(crate) struct RocksStore {
     db: DB,
     /// The expiry index, in [`INDEX_DIR`].
     index: DB,
+    /// Index entries not written yet (see the module docs).
+    pending: PendingIndex,
     /// As configured (possibly relative), for messages.
     path: PathBuf,
     clock: Clock,
@@ -327,6 +333,7 @@ impl RocksStore {
         let store = RocksStore {
             db,
             index,
+            pending: PendingIndex::default(),
             path,
             compacted_at: Mutex::new(clock.now_unix().as_secs_f64()),
             clock,
@@ -655,31 +662,71 @@ impl RocksStore {
             return Some(Ok(()));
         };
         let expires_at = format::expires_at(self.now(), ttl);
-        let (mut values, mut index) = (WriteBatch::default(), WriteBatch::default());
+        let mut values = WriteBatch::default();
         for (key, json) in entries {
             values.put(key.as_bytes(), format::encode(json, expires_at));
-            if expires_at >= 0 {
-                index.put(index_key(expires_at as u64, key.as_bytes()), []);
-            }
         }
         let _shared = self
             .stripes
             .shared(entries.iter().map(|(k, _)| k.as_bytes()), wait)?;
-        let result = (|| {
-            if !index.is_empty() {
-                self.index
-                    .write_opt(index, &opts.index)
-                    .map_err(|e| ("expiry index write", e))?;
+        match self.db.write_opt(values, &opts.values) {
+            Ok(()) => {
+                if expires_at >= 0 {
+                    let keys = entries
+                        .iter()
+                        .map(|(k, _)| index_key(expires_at as u64, k.as_bytes()));
+                    self.index_later(keys, opts);
+                }
+                Some(Ok(()))
             }
-            self.db
-                .write_opt(values, &opts.values)
-                .map_err(|e| ("set_many write", e))
-        })();
-        match result {
-            Ok(()) => Some(Ok(())),
-            Err((_, e)) if would_stall(&e) => None,
-            Err((what, e)) => Some(Err(self.db_error(what, first, e))),
+            Err(e) if would_stall(&e) => None,
+            Err(e) => Some(Err(self.db_error("set_many write", first, e))),
         }
+    }
+
+    /// Queues index entries of values just written; writes the waiting
+    /// ones when they are due (see [`PendingIndex`]). Never fails the write
+    /// whose entries these are: an index write that fails or would stall
+    /// leaves its entries waiting for the next try (at the latest the next
+    /// sweep's, which waits and reports a failure).
+    fn index_later(&self, keys: impl IntoIterator<Item = Vec<u8>>, opts: &Writes) {
+        if let Some(due) = self.pending.add(keys) {
+            // A failure is logged and its entries wait (see above).
+            let _ = self.write_index(due, &opts.index);
+        }
+    }
+
+    /// Writes index entries taken from [`PendingIndex`] as one batch; on
+    /// failure they wait again, and the error is returned.
+    fn write_index(
+        &self,
+        keys: Vec<Vec<u8>>,
+        opts: &WriteOptions,
+    ) -> std::result::Result<(), rocksdb::Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for k in &keys {
+            batch.put(k, []);
+        }
+        self.index.write_opt(batch, opts).inspect_err(|e| {
+            let given_up = self.pending.put_back(keys);
+            if !would_stall(e) {
+                tracing::warn!(
+                    "RocksDB expiry index write in {} failed (the entries wait for the next \
+                     try): {e}",
+                    self.path.join(INDEX_DIR).display()
+                );
+            }
+            if given_up > 0 {
+                tracing::warn!(
+                    "{given_up} expiry index entries in {} given up after failed writes; \
+                     the compaction filter removes their values once expired",
+                    self.path.join(INDEX_DIR).display()
+                );
+            }
+        })
     }
 
     /// Deletes `keys`; answers how many held a live value (a key named twice
@@ -942,9 +989,8 @@ impl RocksStore {
     /// answered `Incomplete` (it would delay or stop the write: too many
     /// level-0 files, memtables waiting for a flush, pending compaction).
     ///
-    /// Refused after the index entry went in, the pool's write puts another
-    /// (the same, or one second later): the sweep drops the one that no
-    /// longer matches the value, as it does for overwrites.
+    /// A refused write wrote nothing (its index entry is queued only after
+    /// the value went in); the pool's write then does it all.
     pub(crate) fn try_set(&self, key: &str, json: &str, ttl: Option<u64>) -> Option<Result<()>> {
         let opts = self.no_wait.as_ref()?;
         let _shared = self.stripes.shared_one(key.as_bytes(), Wait::No)?;
@@ -955,8 +1001,9 @@ impl RocksStore {
         }
     }
 
-    /// The index entry (with a TTL), then the value, written with `opts`
-    /// (the caller holds the key's stripe); a failure says which write failed.
+    /// The value, written with `opts`, then its index entry (with a TTL)
+    /// queued (the caller holds the key's stripe); a failure says which write
+    /// failed.
     fn put_entry(
         &self,
         key: &str,
@@ -966,21 +1013,15 @@ impl RocksStore {
     ) -> std::result::Result<(), (&'static str, rocksdb::Error)> {
         let expires_at = format::expires_at(self.now(), ttl);
         let value = format::encode(json, expires_at);
-        // The index entry first (see the module docs: order stands in for a
-        // shared batch). Never fsynced: the compaction filter is its
-        // backstop.
-        if expires_at >= 0 {
-            self.index
-                .put_opt(
-                    index_key(expires_at as u64, key.as_bytes()),
-                    [],
-                    &opts.index,
-                )
-                .map_err(|e| ("expiry index write", e))?;
-        }
         self.db
             .put_opt(key.as_bytes(), &value, &opts.values)
-            .map_err(|e| ("write", e))
+            .map_err(|e| ("write", e))?;
+        // Never fsynced, and written a batch at a time: the compaction
+        // filter is its backstop (see the module docs).
+        if expires_at >= 0 {
+            self.index_later([index_key(expires_at as u64, key.as_bytes())], opts);
+        }
+        Ok(())
     }
 
     /// Deletes `key`; answers whether a live (unexpired) value was there.
@@ -1010,6 +1051,9 @@ impl RocksStore {
 
     /// Removes up to `limit` expired entries, in expiry order.
     pub(crate) fn sweep(&self, limit: usize) -> Result<SweepOutcome> {
+        // Every entry of a value written before the sweep is in the index.
+        self.write_index(self.pending.take(), &self.waiting.index)
+            .map_err(|e| self.sweep_error(e))?;
         let now = self.now();
         let mut candidates: Vec<(Box<[u8]>, u64)> = Vec::new();
         let mut more = false;
@@ -1113,6 +1157,14 @@ impl RocksStore {
             format!("RocksDB expiry sweep in {} failed", self.path.display()),
         )
         .with_source(e)
+    }
+}
+
+impl Drop for RocksStore {
+    /// Writes the index entries still waiting, so a closed database has
+    /// every one (the databases close after this, with the fields).
+    fn drop(&mut self) {
+        let _ = self.write_index(self.pending.take(), &self.waiting.index);
     }
 }
 
