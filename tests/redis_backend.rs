@@ -683,6 +683,73 @@ fn an_io_runtime_carries_the_connection_and_its_shutdown_moves_it_back() {
     callers.block_on(ks.shutdown());
 }
 
+/// No I/O setting: a keystore built on a multi-thread runtime (as under
+/// `#[tokio::main]`) does its socket I/O there (the connection's tasks live
+/// on it), and moves it to the engine's thread when that runtime shuts down.
+/// Built on a runtime without an IO driver, it keeps the I/O on its own
+/// thread and works from any runtime.
+#[test]
+fn a_keystore_built_on_a_multi_thread_runtime_does_its_io_there_by_default() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let config = server_config(BackendKind::Redis, server.port);
+    let app = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ks = app.block_on(async {
+        Keystore::builder()
+            .config(config.clone())
+            .request_timeout(Duration::from_secs(3))
+            .build()
+            .unwrap()
+    });
+    app.block_on(round_trip_many(&ks, "app", 300));
+    assert!(
+        app.metrics().num_alive_tasks() > 0,
+        "the connection's tasks are not on the runtime the keystore was built on"
+    );
+    drop(app);
+    other.block_on(async {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while let Err(e) = ks.get_cache::<u32>("app:9").await {
+            assert!(
+                Instant::now() < give_up,
+                "no recovery after the runtime shut down: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        round_trip_many(&ks, "after", 300).await;
+        ks.shutdown().await;
+    });
+
+    // A runtime with timers but no IO driver cannot carry a socket.
+    let no_io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    let ks = {
+        let _entered = no_io.enter();
+        Keystore::builder()
+            .config(config)
+            .request_timeout(Duration::from_secs(3))
+            .build()
+            .unwrap()
+    };
+    other.block_on(round_trip_many(&ks, "no-io", 300));
+    assert_eq!(no_io.metrics().num_alive_tasks(), 0);
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "900");
+    other.block_on(ks.shutdown());
+}
+
 #[test]
 fn blocking_api_against_redis() {
     let Some(server) = RedisServer::start() else {

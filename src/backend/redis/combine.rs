@@ -1,25 +1,33 @@
-//! Concurrent GETs combined into MGETs.
+//! Concurrent GETs and SETs combined into one MGET and a few SET pipelines.
 //!
-//! A multiplexed connection pipelines every caller's GET as a command of its
-//! own: at hundreds of callers the server, the socket and the reply parser
-//! handle hundreds of small commands per round trip. The handle knows more
-//! than the connection: GETs that wait at the same moment can be one `MGET`
-//! (one per hash slot on a cluster, through the batch path).
+//! A multiplexed connection pipelines every caller's command as a command of
+//! its own: at hundreds of callers the server, the socket, the reply parser
+//! and the connection's driver handle hundreds of small commands, each with
+//! its own channel message, reply future and timer. The handle knows more
+//! than the connection: GETs that wait at the same moment can be one `MGET`,
+//! and SETs one pipeline per TTL (per hash slot on a cluster, through the
+//! batch path): one message, one reply, one wake-up for the lot.
 //!
-//! - A GET that finds fewer than [`DIRECT_MAX`] GETs in flight (and none
-//!   waiting) is sent at once, on the caller's task, as before: no added
-//!   latency at 1 caller, and the connection's pipelining at a few.
-//! - A GET that arrives beyond that waits in the pending list. The first to wait starts the *runner*, a task of the
-//!   connection's runtime that sends all pending GETs as one MGET, hands each
-//!   caller its value, and goes on while GETs keep arriving; it stops when
-//!   the list is empty. A task, not the first waiter's future, so a waiter
-//!   that gives up (its deadline, its future dropped) cancels nothing.
+//! - A GET or SET that finds fewer than [`DIRECT_MAX`] commands in flight
+//!   (and none waiting) is sent at once, on the caller's task, as before: no
+//!   added latency at 1 caller, and the connection's pipelining at a few.
+//! - One that arrives beyond that waits in the pending list. The first to
+//!   wait starts the *runner*, a task of the connection's runtime that sends
+//!   all pending GETs as one MGET and the pending SETs as one pipeline per
+//!   TTL (at the same time), hands each caller its answer, and goes on while
+//!   commands keep arriving; it stops when the list is empty. A task, not
+//!   the first waiter's future, so a waiter that gives up (its deadline, its
+//!   future dropped) cancels nothing.
 //!
 //! Semantics kept:
-//! - a GET is sent after it started, so it never answers a value older
-//!   than a SET that completed before it started;
-//! - an error reaches exactly the callers whose GETs were in that MGET,
-//!   each with an error naming its own key;
+//! - a command is sent after it started, and a SET is answered only once
+//!   the server has answered it: so a GET never answers a value older than
+//!   a SET that completed before the GET started (a GET and a SET waiting
+//!   together were concurrent, either order is theirs);
+//! - an error reaches exactly the callers whose commands were in the failed
+//!   MGET or pipeline, each with an error naming its own key (a GET whose
+//!   value is not text is an error of its own key alone);
+//! - a SET is never sent twice (writes are not retried, combined or not);
 //! - each caller waits at most its own deadline and holds its own
 //!   in-flight permit while it waits.
 
@@ -32,46 +40,64 @@ use super::direct::Conn;
 use crate::backend::{Command, Deadline, Reply};
 use crate::error::{KeystoreError, Result};
 
-/// GETs sent on their callers' own tasks at once, at most: below this the
-/// connection's own pipelining is as good (measured: combining already at 2
-/// made the 16-caller cell 0.53x raw, against 0.69x without), above it one
-/// MGET carries what would be dozens of commands.
+/// Commands sent on their callers' own tasks at once, at most: below this
+/// the connection's own pipelining is as good (measured: combining GETs
+/// already at 2 made the 16-caller cell 0.53x raw, against 0.69x without),
+/// above it one MGET or pipeline carries what would be dozens of commands.
 const DIRECT_MAX: usize = 16;
+
+/// What a waiting caller asked for.
+enum Asked {
+    Get(Arc<str>),
+    Set {
+        key: Arc<str>,
+        json: String,
+        ttl: Option<u64>,
+    },
+}
+
+impl Asked {
+    fn key(&self) -> &Arc<str> {
+        match self {
+            Asked::Get(key) | Asked::Set { key, .. } => key,
+        }
+    }
+}
 
 /// A caller waiting in the pending list.
 struct Waiter {
-    key: Arc<str>,
-    reply: oneshot::Sender<Result<Option<String>>>,
+    asked: Asked,
+    reply: oneshot::Sender<Result<Reply>>,
 }
 
 #[derive(Default)]
 struct State {
-    /// GETs sent on their callers' own tasks and not answered yet.
+    /// Commands sent on their callers' own tasks and not answered yet.
     direct: usize,
     pending: Vec<Waiter>,
     /// A runner is sending the pending list.
     running: bool,
 }
 
-/// The pending GETs of one connection generation (see the module docs).
+/// The pending commands of one connection generation (see the module docs).
 #[derive(Default)]
 pub(crate) struct Combiner {
     state: parking_lot::Mutex<State>,
 }
 
-/// Where a GET goes.
+/// Where a command goes.
 pub(super) enum Route<'a> {
     /// Alone: sent on the caller's task. The guard counts it in flight.
     Direct(DirectGuard<'a>),
-    /// Behind another: waits for the runner's answer; `start` says this
+    /// Behind others: waits for the runner's answer; `start` says this
     /// caller must start the runner.
     Queued {
-        answer: oneshot::Receiver<Result<Option<String>>>,
+        answer: oneshot::Receiver<Result<Reply>>,
         start: bool,
     },
 }
 
-/// Counts a GET sent on its caller's task until it is answered or dropped.
+/// Counts a command sent on its caller's task until it is answered or dropped.
 pub(super) struct DirectGuard<'a>(&'a Combiner);
 
 impl Drop for DirectGuard<'_> {
@@ -81,21 +107,36 @@ impl Drop for DirectGuard<'_> {
 }
 
 impl Combiner {
-    /// Routes a GET of `key`.
-    pub(super) fn route(&self, key: &Arc<str>) -> Route<'_> {
-        let mut st = self.state.lock();
-        if st.direct < DIRECT_MAX && st.pending.is_empty() {
-            st.direct += 1;
-            return Route::Direct(DirectGuard(self));
+    /// Routes `command`; `None` for commands that are never combined (sent
+    /// alone).
+    pub(super) fn route(&self, command: &Command) -> Option<Route<'_>> {
+        if !matches!(command, Command::Get { .. } | Command::Set { .. }) {
+            return None;
         }
+        {
+            let mut st = self.state.lock();
+            if st.direct < DIRECT_MAX && st.pending.is_empty() {
+                st.direct += 1;
+                return Some(Route::Direct(DirectGuard(self)));
+            }
+        }
+        // Copied outside the lock (a value may be kilobytes). If the runner
+        // stopped meanwhile, this waiter starts the next one.
+        let asked = match command {
+            Command::Get { key } => Asked::Get(key.clone()),
+            Command::Set { key, json, ttl } => Asked::Set {
+                key: key.clone(),
+                json: json.clone(),
+                ttl: *ttl,
+            },
+            _ => return None,
+        };
         let (tx, rx) = oneshot::channel();
-        st.pending.push(Waiter {
-            key: key.clone(),
-            reply: tx,
-        });
+        let mut st = self.state.lock();
+        st.pending.push(Waiter { asked, reply: tx });
         let start = !st.running;
         st.running = true;
-        Route::Queued { answer: rx, start }
+        Some(Route::Queued { answer: rx, start })
     }
 
     /// The next batch for the runner, or `None` (and the runner stops) when
@@ -119,82 +160,143 @@ impl Combiner {
 }
 
 impl RedisDirect {
-    /// The runner (see the module docs): sends the pending GETs, a batch at
-    /// a time, until none waits.
+    /// The runner (see the module docs): sends the pending commands, a
+    /// batch at a time, until none waits.
     pub(super) async fn run_combined(self: Arc<Self>, conn: Conn) {
         while let Some(batch) = self.combiner.next_batch() {
-            let keys: Vec<Arc<str>> = batch.iter().map(|w| w.key.clone()).collect();
-            let n = keys.len();
-            let command = if n == 1 {
-                Command::Get {
-                    key: keys[0].clone(),
-                }
-            } else {
-                Command::GetMany { keys }
-            };
             let deadline = Deadline::after(self.target.response_timeout);
-            let answer = self.call_alone(conn.clone(), &command, deadline).await;
-            match answer {
-                Ok(Reply::Value(value)) if n == 1 => {
-                    for w in batch {
-                        let _ = w.reply.send(Ok(value.clone()));
-                    }
-                }
-                Ok(Reply::Values(values)) if values.len() == n => {
-                    for (w, value) in batch.into_iter().zip(values) {
-                        let _ = w.reply.send(Ok(value));
-                    }
-                }
-                Ok(other) => {
-                    let e = KeystoreError::new(
-                        crate::error::ErrorKind::Backend,
-                        format!("internal error: unexpected answer to a combined GET: {other:?}"),
-                    );
-                    for w in batch {
-                        let _ = w.reply.send(Err(own(&e, &w.key, n)));
-                    }
-                }
-                // One key's value is not text: that is an error of that
-                // key alone, so each GET of the batch is sent on its own.
-                Err(e) if e.is_data_error() && n > 1 => {
-                    let alone = batch.into_iter().map(|w| {
-                        let (direct, conn) = (self.clone(), conn.clone());
-                        async move {
-                            let get = Command::Get { key: w.key };
-                            let answer = direct.call_alone(conn, &get, deadline).await;
-                            let _ = w.reply.send(answer.and_then(|r| match r {
-                                Reply::Value(v) => Ok(v),
-                                other => Err(KeystoreError::new(
-                                    crate::error::ErrorKind::Backend,
-                                    format!(
-                                        "internal error: unexpected answer to a GET: {other:?}"
-                                    ),
-                                )),
-                            }));
-                        }
-                    });
-                    futures_util::future::join_all(alone).await;
-                }
-                Err(e) => {
-                    for w in batch {
-                        let _ = w.reply.send(Err(own(&e, &w.key, n)));
-                    }
+            let (gets, sets): (Vec<Waiter>, Vec<Waiter>) = batch
+                .into_iter()
+                .partition(|w| matches!(w.asked, Asked::Get(_)));
+            // SETs by TTL: one pipeline each (a pipeline carries one TTL).
+            let mut by_ttl: Vec<(Option<u64>, Vec<Waiter>)> = Vec::new();
+            for w in sets {
+                let Asked::Set { ttl, .. } = &w.asked else {
+                    continue;
+                };
+                match by_ttl.iter_mut().find(|(t, _)| t == ttl) {
+                    Some((_, group)) => group.push(w),
+                    None => by_ttl.push((*ttl, vec![w])),
                 }
             }
+            let set_groups = by_ttl
+                .into_iter()
+                .map(|(ttl, group)| self.send_sets(&conn, group, ttl, deadline));
+            futures_util::future::join(
+                self.send_gets(&conn, gets, deadline),
+                futures_util::future::join_all(set_groups),
+            )
+            .await;
+        }
+    }
+
+    /// Sends `gets` as one MGET (one GET when alone) and answers each.
+    async fn send_gets(&self, conn: &Conn, gets: Vec<Waiter>, deadline: Deadline) {
+        let n = gets.len();
+        if n == 0 {
+            return;
+        }
+        let keys: Vec<Arc<str>> = gets.iter().map(|w| w.asked.key().clone()).collect();
+        let command = if n == 1 {
+            Command::Get {
+                key: keys[0].clone(),
+            }
+        } else {
+            Command::GetMany { keys }
+        };
+        match self.call_alone(conn.clone(), &command, deadline).await {
+            Ok(Reply::Value(value)) if n == 1 => {
+                for w in gets {
+                    let _ = w.reply.send(Ok(Reply::Value(value.clone())));
+                }
+            }
+            Ok(Reply::Values(values)) if values.len() == n => {
+                for (w, value) in gets.into_iter().zip(values) {
+                    let _ = w.reply.send(Ok(Reply::Value(value)));
+                }
+            }
+            Ok(other) => answer_all(gets, &unexpected("GET", &other), n),
+            // One key's value is not text: that is an error of that key
+            // alone, so each GET of the batch is sent on its own.
+            Err(e) if e.is_data_error() && n > 1 => {
+                let alone = gets.into_iter().map(|w| async move {
+                    let get = Command::Get {
+                        key: w.asked.key().clone(),
+                    };
+                    let answer = self.call_alone(conn.clone(), &get, deadline).await;
+                    let _ = w.reply.send(answer);
+                });
+                futures_util::future::join_all(alone).await;
+            }
+            Err(e) => answer_all(gets, &e, n),
+        }
+    }
+
+    /// Sends `sets` (all with `ttl`) as one pipeline (one SET when alone)
+    /// and answers each.
+    async fn send_sets(
+        &self,
+        conn: &Conn,
+        sets: Vec<Waiter>,
+        ttl: Option<u64>,
+        deadline: Deadline,
+    ) {
+        let n = sets.len();
+        let mut entries: Vec<(Arc<str>, String)> = Vec::with_capacity(n);
+        for w in &sets {
+            if let Asked::Set { key, json, .. } = &w.asked {
+                entries.push((key.clone(), json.clone()));
+            }
+        }
+        let command = match entries.pop() {
+            Some((key, json)) if n == 1 => Command::Set { key, json, ttl },
+            last => {
+                entries.extend(last);
+                Command::SetMany { entries, ttl }
+            }
+        };
+        match self.call_alone(conn.clone(), &command, deadline).await {
+            Ok(Reply::Done) => {
+                for w in sets {
+                    let _ = w.reply.send(Ok(Reply::Done));
+                }
+            }
+            Ok(other) => answer_all(sets, &unexpected("SET", &other), n),
+            Err(e) => answer_all(sets, &e, n),
         }
     }
 }
 
-/// `e`, the error of a combined GET of `n` keys, as the error of the GET of
-/// `key`: the same kind, its own key named first.
-fn own(e: &KeystoreError, key: &str, n: usize) -> KeystoreError {
+/// Answers every waiter of a failed combined command of `n` keys with `e`,
+/// as its own error.
+fn answer_all(waiters: Vec<Waiter>, e: &KeystoreError, n: usize) {
+    for w in waiters {
+        let _ = w.reply.send(Err(own(e, &w.asked, n)));
+    }
+}
+
+fn unexpected(what: &str, reply: &Reply) -> KeystoreError {
+    KeystoreError::new(
+        crate::error::ErrorKind::Backend,
+        format!("internal error: unexpected answer to a combined {what}: {reply:?}"),
+    )
+}
+
+/// `e`, the error of a combined command of `n` keys, as the error of the
+/// command `asked`: the same kind, its own key named first.
+fn own(e: &KeystoreError, asked: &Asked, n: usize) -> KeystoreError {
     if n == 1 {
         return e.clone();
     }
+    let (what, sent_in) = match asked {
+        Asked::Get(_) => ("get", "one MGET"),
+        Asked::Set { .. } => ("set", "one pipeline"),
+    };
     KeystoreError::new(
         e.kind(),
         format!(
-            "get of key {key:?} (sent in one MGET with {} other GETs): {e}",
+            "{what} of key {:?} (sent in {sent_in} with {} other commands): {e}",
+            asked.key(),
             n - 1
         ),
     )

@@ -69,12 +69,10 @@ impl RedisDirect {
         command: &Command,
         deadline: Deadline,
     ) -> Result<Reply> {
-        let Command::Get { key } = command else {
-            return self.call_alone(conn, command, deadline).await;
-        };
-        match self.combiner.route(key) {
-            Route::Direct(_in_flight) => self.call_alone(conn, command, deadline).await,
-            Route::Queued { answer, start } => {
+        match self.combiner.route(command) {
+            None => self.call_alone(conn, command, deadline).await,
+            Some(Route::Direct(_in_flight)) => self.call_alone(conn, command, deadline).await,
+            Some(Route::Queued { answer, start }) => {
                 let rt = self.rt.load_full();
                 if start {
                     // Detached: the runner serves every waiter, not only this one.
@@ -82,11 +80,11 @@ impl RedisDirect {
                 }
                 let waited = in_runtime(&rt, tokio::time::timeout_at(deadline.at.into(), answer));
                 match waited.await {
-                    Ok(Ok(answer)) => answer.map(Reply::Value),
+                    Ok(Ok(answer)) => answer,
                     Ok(Err(_gone)) => Err(crate::error::KeystoreError::new(
                         crate::error::ErrorKind::Backend,
                         format!(
-                            "{} on {}: the connection's runtime stopped before the GET was \
+                            "{} on {}: the connection's runtime stopped before it was \
                              answered; retry the call",
                             command.describe(),
                             self.target.kind
