@@ -139,7 +139,7 @@ async fn concurrent_sets(
             let ks = ks.clone();
             let n = i % names.len();
             let name = names[n].clone();
-            let ttl = Ttl::Seconds(if n % 2 == 0 { 600 } else { 1200 });
+            let ttl = Ttl::Seconds(if n.is_multiple_of(2) { 600 } else { 1200 });
             tokio::spawn(async move {
                 let done = ks.set_cache(&name, &format!("v-{name}"), ttl).await;
                 (name, done)
@@ -165,7 +165,7 @@ async fn every_set_lands_with_its_own_ttl(ks: &Keystore) {
             let Some(Ttl::Seconds(left)) = ks.ttl(name).await.unwrap() else {
                 panic!("{name} has no TTL");
             };
-            let want = if n % 2 == 0 { 600 } else { 1200 };
+            let want = if n.is_multiple_of(2) { 600 } else { 1200 };
             assert!(left <= want && left + 60 >= want, "{name}: {left} s left");
         }
     }
