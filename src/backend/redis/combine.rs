@@ -19,7 +19,9 @@
 //! - a GET is sent after it started, so it never answers a value older
 //!   than a SET that completed before it started;
 //! - an error reaches exactly the callers whose GETs were in that MGET,
-//!   each with an error naming its own key;
+//!   each with an error naming its own key; on a cluster, and for a value
+//!   that is not text, only the callers whose own GET fails (the batch's
+//!   GETs are then sent one by one);
 //! - each caller waits at most its own deadline and holds its own
 //!   in-flight permit while it waits.
 
@@ -154,9 +156,12 @@ impl RedisDirect {
                         let _ = w.reply.send(Err(own(&e, &w.key, n)));
                     }
                 }
-                // One key's value is not text: that is an error of that
-                // key alone, so each GET of the batch is sent on its own.
-                Err(e) if e.is_data_error() && n > 1 => {
+                // One key's value is not text, or (on a cluster) the node of
+                // some of the keys' slots failed: that is an error of those
+                // keys alone, so each GET of the batch is sent on its own
+                // (the others are answered; a node that is down refuses at
+                // once). A single server's failed MGET fails every GET.
+                Err(e) if n > 1 && (e.is_data_error() || matches!(conn, Conn::Cluster(_))) => {
                     let alone = batch.into_iter().map(|w| {
                         let (direct, conn) = (self.clone(), conn.clone());
                         async move {
