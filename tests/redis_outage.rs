@@ -185,12 +185,18 @@ fn outage_under_load(
         let window = windows
             .iter()
             .find(|w| f.end >= w.kill_started && f.start <= w.serves + RECOVERY);
-        if !f.on_killed_node && std::env::var_os("OUTAGE_DEBUG").is_some() {
+        if std::env::var_os("OUTAGE_DEBUG").is_some() {
             eprintln!(
-                "other-node {:?} {:?}..{:?}",
+                "{} {:?} {:?}..{:?}: {}",
+                if f.on_killed_node {
+                    "killed-node"
+                } else {
+                    "other-node"
+                },
                 f.kind,
                 f.start - began,
-                f.end - began
+                f.end - began,
+                f.message
             );
         }
         if window.is_none() {
@@ -212,10 +218,12 @@ fn outage_under_load(
             on_other_nodes += 1;
             continue;
         }
+        // Only the restarted master itself answers CLUSTERDOWN (the others
+        // serve without full coverage): it says so while it rejoins, which
+        // may be before our redis-cli PING (polled every 20 ms) sees it up.
         let clusterdown_while_rejoining = cluster
             && f.kind == ErrorKind::Backend
-            && f.message.contains("CLUSTERDOWN")
-            && window.is_some_and(|w| f.end >= w.answers_ping);
+            && f.message.to_ascii_uppercase().contains("CLUSTERDOWN");
         assert!(
             matches!(f.kind, ErrorKind::Connection | ErrorKind::Timeout)
                 || clusterdown_while_rejoining,
@@ -323,13 +331,12 @@ fn a_redis_server_killed_and_restarted_five_times_under_64_callers() {
     );
 }
 
-/// Fails today: once a master has died, calls for keys on the masters that
-/// stayed up time out (redis-rs's response timeout) in waves, every second,
-/// even after the master is back and serving (about 40 of 64 callers per
-/// second; see the report). Run with `--ignored` to reproduce;
-/// `OUTAGE_DEBUG=1` lists every such call.
+/// One master of three (no replicas) killed and restarted five times: only
+/// its own keys fail, and only while it is down or rejoining; the keys of
+/// the masters that stayed up never do. (redis-rs's cluster client failed
+/// them in waves, or stopped answering for good: see `cluster.rs` in the
+/// Redis backend.) `OUTAGE_DEBUG=1` lists every failed call.
 #[test]
-#[ignore = "known defect: after a cluster master restart, keys on healthy masters time out in waves"]
 fn a_cluster_master_killed_and_restarted_five_times_under_64_callers() {
     let Some(cluster) = RedisCluster::start(3) else {
         return;

@@ -10,8 +10,8 @@ use actix::WeakAddr;
 use actix::prelude::*;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use redis::RedisError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::cluster::ClusterRouter;
 use super::direct::{Conn, Liveness, in_runtime};
 use super::target::Client;
 use super::{RedisDirect, RedisTarget};
@@ -120,16 +120,14 @@ impl RedisActor {
 
     /// Starts opening the cluster connection (the state must be `Connecting`).
     fn connect_cluster(&mut self, ctx: &mut Context<Self>) {
-        let Client::Cluster(client) = &self.direct.target.client else {
-            return;
-        };
-        let client = client.clone();
-        let limit = self.direct.target.connect_timeout * 3;
+        let target = self.direct.target.clone();
+        let limit = target.connect_timeout * 3;
         let rt = self.direct.rt.load_full();
         let fut = async move {
-            // Opened on the connection's home runtime, where its driver then lives.
+            // Opened on the connection's home runtime, where its node
+            // connections then live.
             let open = in_runtime(&rt, async {
-                tokio::time::timeout(limit, client.get_async_connection()).await
+                tokio::time::timeout(limit, ClusterRouter::open(target)).await
             });
             match open.await {
                 Ok(r) => r,
@@ -234,16 +232,9 @@ impl RedisActor {
         let Client::Single(client) = &target.client else {
             return true;
         };
-        // One attempt per failure: while the server is down each request
-        // fails at once with the connect error (and triggers the next
-        // attempt) rather than sitting in a backoff loop.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(target.connect_timeout))
-            .set_response_timeout(Some(target.response_timeout));
         let rt = self.direct.rt.load_full();
         let _home = rt.enter();
-        match ConnectionManager::new_lazy_with_config(client.clone(), config) {
+        match target.manager(client.clone()) {
             Ok(cm) => {
                 self.direct.conn.store(Some(Arc::new(Conn::Single(cm))));
                 true

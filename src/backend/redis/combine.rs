@@ -24,9 +24,13 @@
 //!   the server has answered it: so a GET never answers a value older than
 //!   a SET that completed before the GET started (a GET and a SET waiting
 //!   together were concurrent, either order is theirs);
-//! - an error reaches exactly the callers whose commands were in the failed
-//!   MGET or pipeline, each with an error naming its own key (a GET whose
-//!   value is not text is an error of its own key alone);
+//! - an error reaches exactly the callers whose commands failed, each with
+//!   an error naming its own key: a failed MGET is resent GET by GET when
+//!   the cause may be one key's (a value that is not text, or on a cluster
+//!   the node of some keys' slots), so only the GETs that fail again fail;
+//!   on a cluster the SETs go out as one pipeline per slot, so a node that
+//!   fails only fails the SETs of its own slots (a single server's failed
+//!   MGET or pipeline fails all of its callers);
 //! - a SET is never sent twice (writes are not retried, combined or not);
 //! - each caller waits at most its own deadline and holds its own
 //!   in-flight permit while it waits.
@@ -37,6 +41,7 @@ use tokio::sync::oneshot;
 
 use super::RedisDirect;
 use super::direct::Conn;
+use super::slot::slot;
 use crate::backend::{Command, Deadline, Reply};
 use crate::error::{KeystoreError, Result};
 
@@ -168,20 +173,24 @@ impl RedisDirect {
             let (gets, sets): (Vec<Waiter>, Vec<Waiter>) = batch
                 .into_iter()
                 .partition(|w| matches!(w.asked, Asked::Get(_)));
-            // SETs by TTL: one pipeline each (a pipeline carries one TTL).
-            let mut by_ttl: Vec<(Option<u64>, Vec<Waiter>)> = Vec::new();
+            // SETs by TTL (a pipeline carries one TTL), and on a cluster by
+            // slot too: a SET is never resent (it may have been applied), so
+            // a failed node must fail only the pipelines of its own slots.
+            let cluster = matches!(conn, Conn::Cluster(_));
+            let mut by_ttl: Vec<((Option<u64>, u16), Vec<Waiter>)> = Vec::new();
             for w in sets {
-                let Asked::Set { ttl, .. } = &w.asked else {
+                let Asked::Set { key, ttl, .. } = &w.asked else {
                     continue;
                 };
-                match by_ttl.iter_mut().find(|(t, _)| t == ttl) {
+                let group_of = (*ttl, if cluster { slot(key.as_bytes()) } else { 0 });
+                match by_ttl.iter_mut().find(|(g, _)| *g == group_of) {
                     Some((_, group)) => group.push(w),
-                    None => by_ttl.push((*ttl, vec![w])),
+                    None => by_ttl.push((group_of, vec![w])),
                 }
             }
             let set_groups = by_ttl
                 .into_iter()
-                .map(|(ttl, group)| self.send_sets(&conn, group, ttl, deadline));
+                .map(|((ttl, _), group)| self.send_sets(&conn, group, ttl, deadline));
             futures_util::future::join(
                 self.send_gets(&conn, gets, deadline),
                 futures_util::future::join_all(set_groups),
@@ -216,9 +225,12 @@ impl RedisDirect {
                 }
             }
             Ok(other) => answer_all(gets, &unexpected("GET", &other), n),
-            // One key's value is not text: that is an error of that key
-            // alone, so each GET of the batch is sent on its own.
-            Err(e) if e.is_data_error() && n > 1 => {
+            // One key's value is not text, or (on a cluster) the node of
+            // some of the keys' slots failed: that is an error of those keys
+            // alone, so each GET of the batch is sent on its own (the others
+            // are answered; a node that is down refuses at once). A single
+            // server's failed MGET fails every GET.
+            Err(e) if n > 1 && (e.is_data_error() || matches!(conn, Conn::Cluster(_))) => {
                 let alone = gets.into_iter().map(|w| async move {
                     let get = Command::Get {
                         key: w.asked.key().clone(),

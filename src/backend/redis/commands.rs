@@ -12,7 +12,6 @@
 
 use futures_util::future::join_all;
 use redis::RedisError;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use super::slot::group_by_slot;
 use super::{Conn, RedisTarget};
@@ -427,8 +426,7 @@ async fn delete_prefix(conn: Conn, prefix: &str) -> Answer<u64> {
             removed += scan_and_unlink(&conn, &pattern, None).await?;
         }
         Conn::Cluster(_) => {
-            for (host, port) in masters(&conn).await? {
-                let node = SingleNodeRoutingInfo::ByAddress { host, port };
+            for node in masters(&conn).await? {
                 removed += scan_and_unlink(&conn, &pattern, Some(node)).await?;
             }
         }
@@ -436,12 +434,10 @@ async fn delete_prefix(conn: Conn, prefix: &str) -> Answer<u64> {
     Ok(removed)
 }
 
-/// One node's `SCAN MATCH pattern` walk, unlinking each batch.
-async fn scan_and_unlink(
-    conn: &Conn,
-    pattern: &str,
-    node: Option<SingleNodeRoutingInfo>,
-) -> Answer<u64> {
+/// One node's `SCAN MATCH pattern` walk (`node`: the master's host and
+/// port, on a cluster), unlinking each batch (one `UNLINK` per hash slot on
+/// a cluster, where a command's keys must share a slot).
+async fn scan_and_unlink(conn: &Conn, pattern: &str, node: Option<(String, u16)>) -> Answer<u64> {
     let mut cursor = 0u64;
     let mut removed = 0;
     loop {
@@ -452,21 +448,21 @@ async fn scan_and_unlink(
             .arg("COUNT")
             .arg(SCAN_COUNT);
         let (next, keys): (u64, Vec<Vec<u8>>) = match (conn, &node) {
-            (Conn::Cluster(c), Some(node)) => {
-                let v = c
-                    .clone()
-                    .route_command(scan, RoutingInfo::SingleNode(node.clone()))
-                    .await?;
-                redis::from_redis_value(v).map_err(RedisError::from)?
+            (Conn::Cluster(c), Some((host, port))) => {
+                let v = c.on_node(host, *port, &scan).await?;
+                redis::from_redis_value(v.extract_error()?).map_err(RedisError::from)?
             }
             _ => query(conn.clone(), &scan).await?,
         };
-        if !keys.is_empty() {
+        let groups = match conn {
+            Conn::Single(_) => vec![(0..keys.len()).collect()],
+            Conn::Cluster(_) => group_by_slot(&keys).into_iter().map(|(_, g)| g).collect(),
+        };
+        for group in groups.iter().filter(|g: &&Vec<usize>| !g.is_empty()) {
             let mut unlink = redis::cmd("UNLINK");
-            for k in &keys {
-                unlink.arg(k);
+            for &i in group {
+                unlink.arg(&keys[i]);
             }
-            // On a cluster redis-rs splits a multi-key UNLINK by slot.
             removed += query::<u64>(conn.clone(), &unlink).await?;
         }
         if next == 0 {

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::FutureExt;
 use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
 
 use super::RedisTarget;
+use super::cluster::ClusterRouter;
 use super::combine::{Combiner, Route};
 use super::commands::{Failure, run_once};
 use crate::backend::{Command, Deadline, Reply, Supervision};
@@ -27,7 +27,7 @@ use crate::metrics::Recorder;
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterRouter),
 }
 
 /// The part of a Redis backend generation the handle calls directly: the

@@ -30,15 +30,18 @@
 //!   error. It makes one connection attempt per failure (no retry loop), so
 //!   while the server is down requests fail fast with the connect error
 //!   instead of waiting out a backoff;
-//! - a cluster connection is opened by the actor on first use (and again
-//!   after a failed attempt); once open, redis-rs's cluster client follows
-//!   slot moves and reconnects to nodes itself.
+//! - a cluster connection ([`cluster`]) is opened by the actor on first use
+//!   (and again after a failed attempt): a slot table of our own and one
+//!   such connection manager per node, so a master that is down fails its
+//!   own keys at once and nothing else; slot moves are followed and the
+//!   table refreshed in the background.
 //!
 //! Values are the JSON text as is (`SET name json EX ttl`), so services that
 //! use redis-py with `json.dumps` + `setex` read and write the same keys.
 
 pub(crate) mod actor;
 pub(crate) mod backplane;
+pub(crate) mod cluster;
 pub(crate) mod combine;
 pub(crate) mod commands;
 pub(crate) mod direct;

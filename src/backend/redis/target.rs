@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redis::cluster::ClusterClientBuilder;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError, TlsCertificates};
 
 use crate::config::{BackendKind, RedisConfig};
@@ -27,13 +27,19 @@ pub(crate) struct RedisTarget {
     /// How long a command may wait for its reply (the request timeout).
     pub(super) response_timeout: Duration,
     pub(super) tls: bool,
+    /// Credentials every connection authenticates with.
+    settings: RedisConnectionInfo,
+    /// The CA certificates (PEM) a TLS connection checks the server against.
+    certs: Option<Vec<u8>>,
 }
 
 // One per engine, built once: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Client {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    /// The seed nodes of a cluster; [`cluster`](super::cluster) connects to
+    /// each node it routes to with [`RedisTarget::node_client`].
+    Cluster(Vec<(String, u16)>),
 }
 
 impl RedisTarget {
@@ -85,76 +91,34 @@ impl RedisTarget {
         if let Some(p) = &cfg.password {
             settings = settings.set_password(p.expose());
         }
-        let bad_client = |e: RedisError| {
-            KeystoreError::new(
-                ErrorKind::Config,
-                format!("cannot set up the {kind} client from {section}"),
-            )
-            .with_source(e)
+        let mut target = RedisTarget {
+            kind,
+            address: cfg.address(),
+            client: Client::Cluster(Vec::new()),
+            subscribers: Vec::new(),
+            connect_timeout: cfg.connect_timeout,
+            response_timeout: request_timeout,
+            tls: cfg.ssl,
+            settings,
+            certs,
         };
         // One plain client per node: the whole target for a single server,
         // and what the backplane subscribes through on a cluster (a plain
         // PUBLISH reaches every node's subscribers).
-        let node_client = |host: &str, port: u16| -> Result<redis::Client> {
-            let addr = if cfg.ssl {
-                ConnectionAddr::TcpTls {
-                    host: host.to_owned(),
-                    port,
-                    insecure: false,
-                    tls_params: None,
-                }
-            } else {
-                ConnectionAddr::Tcp(host.to_owned(), port)
-            };
-            let info = addr
-                .into_connection_info()
-                .map_err(bad_client)?
-                .set_redis_settings(settings.clone());
-            match &certs {
-                Some(pem) => redis::Client::build_with_tls(
-                    info,
-                    TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem.clone()),
-                    },
-                ),
-                None => redis::Client::open(info),
-            }
-            .map_err(bad_client)
-        };
-        let subscribers = if cfg.nodes.is_empty() {
-            vec![(cfg.address(), node_client(&cfg.ip, cfg.port)?)]
+        target.subscribers = if cfg.nodes.is_empty() {
+            vec![(cfg.address(), target.node_client(&cfg.ip, cfg.port)?)]
         } else {
             cfg.nodes
                 .iter()
-                .map(|n| Ok((n.to_string(), node_client(&n.host, n.port)?)))
+                .map(|n| Ok((n.to_string(), target.node_client(&n.host, n.port)?)))
                 .collect::<Result<Vec<_>>>()?
         };
-        let (client, address) = if cfg.nodes.is_empty() {
-            (Client::Single(subscribers[0].1.clone()), cfg.address())
+        if cfg.nodes.is_empty() {
+            target.client = Client::Single(target.subscribers[0].1.clone());
         } else {
-            let nodes: Vec<(String, u16)> =
-                cfg.nodes.iter().map(|n| (n.host.clone(), n.port)).collect();
-            let mut b = ClusterClientBuilder::new(nodes)
-                .connection_timeout(cfg.connect_timeout)
-                .response_timeout(request_timeout)
-                .retries(2);
-            if let Some(u) = &cfg.user {
-                b = b.username(u);
-            }
-            if let Some(p) = &cfg.password {
-                b = b.password(p.expose());
-            }
-            if cfg.ssl {
-                b = b.tls(redis::TlsMode::Secure);
-                if let Some(pem) = certs {
-                    b = b.certs(TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    });
-                }
-            }
-            let address = format!(
+            target.client =
+                Client::Cluster(cfg.nodes.iter().map(|n| (n.host.clone(), n.port)).collect());
+            target.address = format!(
                 "cluster {}",
                 cfg.nodes
                     .iter()
@@ -162,17 +126,59 @@ impl RedisTarget {
                     .collect::<Vec<_>>()
                     .join(",")
             );
-            (Client::Cluster(b.build().map_err(bad_client)?), address)
+        }
+        Ok(target)
+    }
+
+    /// A plain client for the node at `host:port`, with the section's
+    /// credentials and TLS settings.
+    pub(super) fn node_client(&self, host: &str, port: u16) -> Result<redis::Client> {
+        let kind = self.kind;
+        let bad_client = |e: RedisError| {
+            KeystoreError::new(
+                ErrorKind::Config,
+                format!("cannot set up the {kind} client from keystore.{kind}"),
+            )
+            .with_source(e)
         };
-        Ok(RedisTarget {
-            kind,
-            address,
-            client,
-            subscribers,
-            connect_timeout: cfg.connect_timeout,
-            response_timeout: request_timeout,
-            tls: cfg.ssl,
-        })
+        let addr = if self.tls {
+            ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host.to_owned(), port)
+        };
+        let info = addr
+            .into_connection_info()
+            .map_err(bad_client)?
+            .set_redis_settings(self.settings.clone());
+        match &self.certs {
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        }
+        .map_err(bad_client)
+    }
+
+    /// A lazy connection manager over `client` (a node's connection): it
+    /// connects on first use and, after an I/O error, makes one new attempt
+    /// per failure (no retry loop), so while the node is down requests fail
+    /// fast with the connect error instead of waiting out a backoff. It
+    /// spawns on the current runtime, which must be the connection's home.
+    pub(super) fn manager(&self, client: redis::Client) -> redis::RedisResult<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        ConnectionManager::new_lazy_with_config(client, config)
     }
 
     /// The address errors name: `host:port`, or `cluster h1:p1,h2:p2`.
