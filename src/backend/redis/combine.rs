@@ -69,6 +69,10 @@ impl Asked {
     }
 }
 
+/// SETs that go out in one pipeline: one TTL, and on a cluster one slot
+/// (0 on a single server).
+type SetGroup = (Option<u64>, u16);
+
 /// A caller waiting in the pending list.
 struct Waiter {
     asked: Asked,
@@ -177,7 +181,7 @@ impl RedisDirect {
             // slot too: a SET is never resent (it may have been applied), so
             // a failed node must fail only the pipelines of its own slots.
             let cluster = matches!(conn, Conn::Cluster(_));
-            let mut by_ttl: Vec<((Option<u64>, u16), Vec<Waiter>)> = Vec::new();
+            let mut by_ttl: Vec<(SetGroup, Vec<Waiter>)> = Vec::new();
             for w in sets {
                 let Asked::Set { key, ttl, .. } = &w.asked else {
                     continue;
