@@ -58,15 +58,41 @@ impl RedisTarget {
             );
         }
         if err.is_connection_refusal() {
+            let keys = if self.address.starts_with("cluster ") {
+                format!("is {section}.nodes right")
+            } else {
+                format!("are {section}.ip and {section}.port right")
+            };
             return KeystoreError::new(
                 ErrorKind::Connection,
                 format!(
                     "{} connection failed: {}: Connection refused; is the server running, \
-                     and are {section}.ip and {section}.port right?",
+                     and {keys}?",
                     self.label(),
                     self.address
                 ),
             );
+        }
+        // The server is there but cannot serve the key yet: a cluster node
+        // down or rejoining (CLUSTERDOWN, MASTERDOWN, TRYAGAIN) or a server
+        // loading its data (LOADING). Like a refused connection, it passes.
+        if let redis::ErrorKind::Server(
+            code @ (redis::ServerErrorKind::ClusterDown
+            | redis::ServerErrorKind::MasterDown
+            | redis::ServerErrorKind::TryAgain
+            | redis::ServerErrorKind::BusyLoading),
+        ) = err.kind()
+        {
+            return KeystoreError::new(
+                ErrorKind::Connection,
+                format!(
+                    "{what} on {} ({}) failed: the server cannot serve it yet ({code:?}: a \
+                     cluster node is down or rejoining, or the server is loading its data); \
+                     retry shortly",
+                    self.kind, self.address
+                ),
+            )
+            .with_source(text);
         }
         if err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error() {
             return KeystoreError::new(
