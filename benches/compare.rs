@@ -9,7 +9,10 @@
 //!
 //! `cargo bench --bench compare` (add `-- --quick`, or set
 //! `OBJDATAKEY_BENCH_QUICK=1`, for a short run). `OBJDATAKEY_BENCH_METRICS=0` runs
-//! the handle side with metrics off.
+//! the handle side with metrics off. `OBJDATAKEY_BENCH_TTL=<seconds>` makes the
+//! handle's SETs carry that TTL (so each also gets an expiry index entry) and
+//! the raw side's envelopes the matching `expires_at`; by default both write
+//! values that never expire.
 
 mod support;
 
@@ -37,6 +40,9 @@ fn main() {
             "in order"
         }
     );
+    if let Some(secs) = support::bench_ttl() {
+        println!("SETs with a TTL of {secs} s");
+    }
     println!(
         "{:<16} {:>7} {:>12} {:>12} {:>12} {:>12} {:>12}",
         "cell", "callers", "handle op/s", "raw op/s", "handle/raw", "handle us/op", "raw us/op"
@@ -47,7 +53,13 @@ fn main() {
         let db = rocksdb::DB::open(&support::raw_options(), dir.path().join("raw"))
             .expect("open raw RocksDB");
         let value = support::value(size);
-        let envelope = support::envelope(&value);
+        let (ttl, envelope) = match support::bench_ttl() {
+            Some(secs) => (
+                Ttl::Seconds(secs),
+                support::envelope_expiring(&value, secs),
+            ),
+            None => (Ttl::Never, support::envelope(&value)),
+        };
         support::fill_handle(&rt, &ks, &value);
         support::fill_raw(&db, &envelope);
         for op in [Op::Get, Op::Set] {
@@ -58,12 +70,12 @@ fn main() {
             for &callers in &CONCURRENCY {
                 let threads = support::raw_threads(callers);
                 // Warm-up: one untimed pass on each side.
-                support::run_handle(&rt, &ks, op, &value, callers, ops / 4, Ttl::Never);
+                support::run_handle(&rt, &ks, op, &value, callers, ops / 4, ttl);
                 support::run_raw(&db, op, &envelope, threads, ops / 4);
                 let (hm, rm, ratio) = support::alternate_rounds(
                     rounds,
                     || {
-                        let d = support::run_handle(&rt, &ks, op, &value, callers, ops, Ttl::Never);
+                        let d = support::run_handle(&rt, &ks, op, &value, callers, ops, ttl);
                         ops as f64 / d.as_secs_f64()
                     },
                     || {

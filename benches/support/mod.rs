@@ -75,6 +75,23 @@ pub fn envelope(value: &str) -> Vec<u8> {
         .expect("an object encodes")
 }
 
+/// The TTL the compare bench's SETs carry (`OBJDATAKEY_BENCH_TTL`, seconds),
+/// `None` (never expire) by default.
+pub fn bench_ttl() -> Option<u64> {
+    std::env::var("OBJDATAKEY_BENCH_TTL").ok()?.parse().ok()
+}
+
+/// [`envelope`] for a value that expires `secs` from now.
+pub fn envelope_expiring(value: &str, secs: u64) -> Vec<u8> {
+    let json = serde_json::to_string(value).expect("a string encodes");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs();
+    serde_json::to_vec(&serde_json::json!({"data": json, "expires_at": now + secs}))
+        .expect("an object encodes")
+}
+
 /// RocksDB options matching the engine's (`RocksStore::open`).
 pub fn raw_options() -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();

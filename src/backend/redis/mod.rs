@@ -18,8 +18,9 @@
 //!   `KeystoreBuilder::io_runtime` (the callers' own, so a reply wakes its
 //!   caller without crossing threads).
 //!
-//! - [`combine`]: concurrent GETs combined into one MGET while another
-//!   is in flight (none added at 1 caller).
+//! - [`combine`]: beyond 16 commands in flight, waiting GETs combined
+//!   into one MGET and waiting SETs into one pipeline per TTL (none added
+//!   at 1 caller).
 //! - [`backplane`]: [`Backplane`], the actor that holds the pub/sub
 //!   subscription of the in-process tier's invalidations, on a connection
 //!   of its own.
