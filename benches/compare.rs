@@ -54,10 +54,7 @@ fn main() {
             .expect("open raw RocksDB");
         let value = support::value(size);
         let (ttl, envelope) = match support::bench_ttl() {
-            Some(secs) => (
-                Ttl::Seconds(secs),
-                support::envelope_expiring(&value, secs),
-            ),
+            Some(secs) => (Ttl::Seconds(secs), support::envelope_expiring(&value, secs)),
             None => (Ttl::Never, support::envelope(&value)),
         };
         support::fill_handle(&rt, &ks, &value);

@@ -78,10 +78,20 @@ fn purge(rt: &tokio::runtime::Runtime, ks: &Keystore, expected: u64) -> Duration
     let started = Instant::now();
     let removed = rt.block_on(ks.purge_expired()).expect("purge");
     let took = started.elapsed();
-    assert_eq!(
-        removed, expected,
-        "the sweep removes exactly the expired set"
+    // The sweep deletes exactly the expired set; the count also holds what
+    // the compaction filter dropped since the last sweep, which can include
+    // older versions of values an earlier sweep already deleted (and
+    // counted), when the compaction did not include that deletion.
+    assert!(
+        removed >= expected,
+        "the sweep removes the whole expired set: {removed} < {expected}"
     );
+    if removed > expected {
+        eprintln!(
+            "purge_expired: {removed} removed for {expected} expired ({} by the compaction filter)",
+            removed - expected
+        );
+    }
     took
 }
 

@@ -219,7 +219,10 @@ struct SweepCursor {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SweepOutcome {
     /// Expired values deleted (by this batch, or by the compaction filter
-    /// since the previous sweep, reported with a sweep's last batch).
+    /// since the previous sweep, reported with a sweep's last batch). The
+    /// filter's part is an upper bound: a compaction that did not include a
+    /// sweep's deletion of a value sees, drops and counts the value's older
+    /// version again.
     pub removed: u64,
     /// Index entries looked at (removed values plus stale entries).
     pub scanned: u64,
