@@ -20,21 +20,26 @@ fn keystore(config: Config, timeout: Duration) -> Keystore {
         .unwrap()
 }
 
-/// `callers` concurrent GETs of `names[i % names.len()]`: each answers its
-/// own name's value (`Err` text for a failed one).
-async fn concurrent_gets(
+/// `callers` concurrent tasks, task `i` running `call(ks, n, name)` with
+/// `n = i % names.len()` and `name = names[n]`; answers each task's name and
+/// result.
+async fn concurrently<T, F, Fut>(
     ks: &Keystore,
     names: &[String],
     callers: usize,
-) -> Vec<(String, Result<Option<String>, objdatakey::KeystoreError>)> {
+    call: F,
+) -> Vec<(String, T)>
+where
+    F: Fn(Keystore, usize, String) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     let tasks: Vec<_> = (0..callers)
         .map(|i| {
-            let ks = ks.clone();
-            let name = names[i % names.len()].clone();
-            tokio::spawn(async move {
-                let got = ks.get_cache::<String>(&name).await;
-                (name, got)
-            })
+            let n = i % names.len();
+            let name = names[n].clone();
+            let run = call(ks.clone(), n, name.clone());
+            tokio::spawn(async move { (name, run.await) })
         })
         .collect();
     let mut out = Vec::new();
@@ -42,6 +47,19 @@ async fn concurrent_gets(
         out.push(t.await.unwrap());
     }
     out
+}
+
+/// `callers` concurrent GETs of `names[i % names.len()]`: each answers its
+/// own name's value (`Err` text for a failed one).
+async fn concurrent_gets(
+    ks: &Keystore,
+    names: &[String],
+    callers: usize,
+) -> Vec<(String, Result<Option<String>, objdatakey::KeystoreError>)> {
+    concurrently(ks, names, callers, |ks, _, name| async move {
+        ks.get_cache::<String>(&name).await
+    })
+    .await
 }
 
 /// MGET calls the server has answered (`INFO commandstats`).
@@ -134,23 +152,11 @@ async fn concurrent_sets(
     names: &[String],
     callers: usize,
 ) -> Vec<(String, Result<(), objdatakey::KeystoreError>)> {
-    let tasks: Vec<_> = (0..callers)
-        .map(|i| {
-            let ks = ks.clone();
-            let n = i % names.len();
-            let name = names[n].clone();
-            let ttl = Ttl::Seconds(if n.is_multiple_of(2) { 600 } else { 1200 });
-            tokio::spawn(async move {
-                let done = ks.set_cache(&name, &format!("v-{name}"), ttl).await;
-                (name, done)
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.unwrap());
-    }
-    out
+    concurrently(ks, names, callers, |ks, n, name| async move {
+        let ttl = Ttl::Seconds(if n.is_multiple_of(2) { 600 } else { 1200 });
+        ks.set_cache(&name, &format!("v-{name}"), ttl).await
+    })
+    .await
 }
 
 async fn every_set_lands_with_its_own_ttl(ks: &Keystore) {
