@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use objdatakey::{BackendKind, Config, Keystore, Ttl};
+use objdatakey::{Keystore, Ttl};
 use serde::de::IgnoredAny;
 
 /// Keys per batch.
@@ -58,14 +58,8 @@ fn main() {
     let rocks_sst = support::open_handle(sst_dir.path(), objdatakey::Clock::system());
     let server = support::start_redis();
     let redis = server.as_ref().map(|(_, port)| {
-        let mut c = Config {
-            backend: BackendKind::Redis,
-            ..Config::default()
-        };
-        c.redis.ip = "127.0.0.1".into();
-        c.redis.port = *port;
         Keystore::builder()
-            .config(c)
+            .config(support::redis_config(*port))
             .metrics(support::metrics_on())
             .build()
             .expect("redis keystore")

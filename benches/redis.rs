@@ -24,7 +24,7 @@
 
 mod support;
 
-use objdatakey::{BackendKind, Config, Keystore, Ttl};
+use objdatakey::{Keystore, Ttl};
 use support::Op;
 
 const CALLERS: [usize; 4] = [1, 16, 64, 256];
@@ -47,12 +47,7 @@ fn main() {
         (5, 100_000u64)
     };
     let rt = support::runtime();
-    let mut config = Config {
-        backend: BackendKind::Redis,
-        ..Config::default()
-    };
-    config.redis.ip = "127.0.0.1".into();
-    config.redis.port = port;
+    let config = support::redis_config(port);
     let by_default = {
         let _in_the_runtime = rt.enter();
         Keystore::builder()
@@ -68,13 +63,7 @@ fn main() {
         .build()
         .expect("redis keystore with its I/O on the engine's thread");
     let handles = [("default", &by_default), ("engine", &on_engine)];
-    let raw = rt.block_on(async {
-        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("raw multiplexed connection")
-    });
+    let raw = support::raw_redis(&rt, port);
     println!(
         "handle vs raw redis-rs MultiplexedConnection: {rounds} rounds of {ops} ops per side \
          and cell, {} cores, metrics {}",

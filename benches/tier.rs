@@ -15,7 +15,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use objdatakey::{BackendKind, Config, Keystore, Ttl};
+use objdatakey::{Config, Keystore, Ttl};
 use support::Op;
 
 const CALLERS: [usize; 3] = [1, 16, 64];
@@ -31,12 +31,7 @@ fn main() {
         (5, 400_000u64, 1000)
     };
     let rt = support::runtime();
-    let mut config = Config {
-        backend: BackendKind::Redis,
-        ..Config::default()
-    };
-    config.redis.ip = "127.0.0.1".into();
-    config.redis.port = port;
+    let mut config = support::redis_config(port);
     config.tier.enabled = true;
     // Long enough that no copy goes stale during a round.
     config.tier.ttl_max = Duration::from_secs(3600);
@@ -50,13 +45,7 @@ fn main() {
     let (a, b) = (build(&config), build(&config));
     let value = support::value(64);
     support::fill_handle(&rt, &a, &value);
-    let raw = rt.block_on(async {
-        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("raw multiplexed connection")
-    });
+    let raw = support::raw_redis(&rt, port);
     // Warm B's tier: every name once.
     support::run_handle(&rt, &b, Op::Get, &value, 16, support::WARM_KEYS, Ttl::Never);
 

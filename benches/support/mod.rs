@@ -70,8 +70,21 @@ pub fn value(bytes: usize) -> String {
 /// The bytes the handle stores in RocksDB for `value` with no expiry
 /// (`{"data": "<JSON text>", "expires_at": -1}`, the shared format).
 pub fn envelope(value: &str) -> Vec<u8> {
+    envelope_with(value, serde_json::json!(-1))
+}
+
+/// [`envelope`] for a value that expires `secs` from now.
+pub fn envelope_expiring(value: &str, secs: u64) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs();
+    envelope_with(value, serde_json::json!(now + secs))
+}
+
+fn envelope_with(value: &str, expires_at: serde_json::Value) -> Vec<u8> {
     let json = serde_json::to_string(value).expect("a string encodes");
-    serde_json::to_vec(&serde_json::json!({"data": json, "expires_at": -1}))
+    serde_json::to_vec(&serde_json::json!({"data": json, "expires_at": expires_at}))
         .expect("an object encodes")
 }
 
@@ -81,15 +94,26 @@ pub fn bench_ttl() -> Option<u64> {
     std::env::var("OBJDATAKEY_BENCH_TTL").ok()?.parse().ok()
 }
 
-/// [`envelope`] for a value that expires `secs` from now.
-pub fn envelope_expiring(value: &str, secs: u64) -> Vec<u8> {
-    let json = serde_json::to_string(value).expect("a string encodes");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("a clock after 1970")
-        .as_secs();
-    serde_json::to_vec(&serde_json::json!({"data": json, "expires_at": now + secs}))
-        .expect("an object encodes")
+/// A Redis config for the bench's redis-server on `port`.
+pub fn redis_config(port: u16) -> Config {
+    let mut config = Config {
+        backend: BackendKind::Redis,
+        ..Config::default()
+    };
+    config.redis.ip = "127.0.0.1".into();
+    config.redis.port = port;
+    config
+}
+
+/// The raw side's redis-rs `MultiplexedConnection` to the bench's server.
+pub fn raw_redis(rt: &tokio::runtime::Runtime, port: u16) -> redis::aio::MultiplexedConnection {
+    rt.block_on(async {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("raw multiplexed connection")
+    })
 }
 
 /// RocksDB options matching the engine's (`RocksStore::open`).

@@ -178,7 +178,10 @@ impl KeystoreBuilder {
             clock: self.clock.clone(),
             metrics: self.metrics.then(|| registry.clone()),
             io_runtime: match self.io {
-                IoPlacement::Auto => callers_runtime(),
+                // Only a connection has I/O to place (RocksDB has none):
+                // the runtime is probed for network backends only.
+                IoPlacement::Auto if config.backend.is_network() => callers_runtime(),
+                IoPlacement::Auto => None,
                 IoPlacement::Engine => None,
                 IoPlacement::Runtime(h) => Some(h),
             },

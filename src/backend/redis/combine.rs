@@ -25,12 +25,11 @@
 //!   a SET that completed before the GET started (a GET and a SET waiting
 //!   together were concurrent, either order is theirs);
 //! - an error reaches exactly the callers whose commands failed, each with
-//!   an error naming its own key: a failed MGET is resent GET by GET when
-//!   the cause may be one key's (a value that is not text, or on a cluster
-//!   the node of some keys' slots), so only the GETs that fail again fail;
-//!   on a cluster the SETs go out as one pipeline per slot, so a node that
-//!   fails only fails the SETs of its own slots (a single server's failed
-//!   MGET or pipeline fails all of its callers);
+//!   an error naming its own key: on a cluster the MGETs and pipelines go
+//!   out one per slot, so a node that fails only fails its own slots'
+//!   callers; an MGET that failed because one value is not text is resent
+//!   GET by GET, so only that key's GETs fail (a single server's failed
+//!   MGET or pipeline otherwise fails all of its callers);
 //! - a SET is never sent twice (writes are not retried, combined or not);
 //! - each caller waits at most its own deadline and holds its own
 //!   in-flight permit while it waits.
@@ -67,11 +66,30 @@ impl Asked {
             Asked::Get(key) | Asked::Set { key, .. } => key,
         }
     }
+
+    /// The command this goes out in (see [`Group`]).
+    fn group(&self, cluster: bool) -> Group {
+        let slot = if cluster {
+            slot(self.key().as_bytes())
+        } else {
+            0
+        };
+        match self {
+            Asked::Get(_) => Group::Gets { slot },
+            Asked::Set { ttl, .. } => Group::Sets { ttl: *ttl, slot },
+        }
+    }
 }
 
-/// SETs that go out in one pipeline: one TTL, and on a cluster one slot
-/// (0 on a single server).
-type SetGroup = (Option<u64>, u16);
+/// Waiters that go out as one command: GETs as one MGET, SETs of one TTL as
+/// one pipeline; on a cluster each of one slot (0 on a single server), so
+/// a node that fails fails only its own slots' callers, and a SET, which
+/// is never resent, is never in a batch that failed elsewhere.
+#[derive(Clone, Copy, PartialEq)]
+enum Group {
+    Gets { slot: u16 },
+    Sets { ttl: Option<u64>, slot: u16 },
+}
 
 /// A caller waiting in the pending list.
 struct Waiter {
@@ -172,34 +190,25 @@ impl RedisDirect {
     /// The runner (see the module docs): sends the pending commands, a
     /// batch at a time, until none waits.
     pub(super) async fn run_combined(self: Arc<Self>, conn: Conn) {
+        let cluster = matches!(conn, Conn::Cluster(_));
         while let Some(batch) = self.combiner.next_batch() {
             let deadline = Deadline::after(self.target.response_timeout);
-            let (gets, sets): (Vec<Waiter>, Vec<Waiter>) = batch
-                .into_iter()
-                .partition(|w| matches!(w.asked, Asked::Get(_)));
-            // SETs by TTL (a pipeline carries one TTL), and on a cluster by
-            // slot too: a SET is never resent (it may have been applied), so
-            // a failed node must fail only the pipelines of its own slots.
-            let cluster = matches!(conn, Conn::Cluster(_));
-            let mut by_ttl: Vec<(SetGroup, Vec<Waiter>)> = Vec::new();
-            for w in sets {
-                let Asked::Set { key, ttl, .. } = &w.asked else {
-                    continue;
-                };
-                let group_of = (*ttl, if cluster { slot(key.as_bytes()) } else { 0 });
-                match by_ttl.iter_mut().find(|(g, _)| *g == group_of) {
-                    Some((_, group)) => group.push(w),
-                    None => by_ttl.push((group_of, vec![w])),
+            let mut groups: Vec<(Group, Vec<Waiter>)> = Vec::new();
+            for w in batch {
+                let of = w.asked.group(cluster);
+                match groups.iter_mut().find(|(g, _)| *g == of) {
+                    Some((_, waiters)) => waiters.push(w),
+                    None => groups.push((of, vec![w])),
                 }
             }
-            let set_groups = by_ttl
-                .into_iter()
-                .map(|((ttl, _), group)| self.send_sets(&conn, group, ttl, deadline));
-            futures_util::future::join(
-                self.send_gets(&conn, gets, deadline),
-                futures_util::future::join_all(set_groups),
-            )
-            .await;
+            let (this, conn) = (&*self, &conn);
+            let sent = groups.into_iter().map(|(group, waiters)| async move {
+                match group {
+                    Group::Gets { .. } => this.send_gets(conn, waiters, deadline).await,
+                    Group::Sets { ttl, .. } => this.send_sets(conn, waiters, ttl, deadline).await,
+                }
+            });
+            futures_util::future::join_all(sent).await;
         }
     }
 
@@ -229,12 +238,9 @@ impl RedisDirect {
                 }
             }
             Ok(other) => answer_all(gets, &unexpected("GET", &other), n),
-            // One key's value is not text, or (on a cluster) the node of
-            // some of the keys' slots failed: that is an error of those keys
-            // alone, so each GET of the batch is sent on its own (the others
-            // are answered; a node that is down refuses at once). A single
-            // server's failed MGET fails every GET.
-            Err(e) if n > 1 && (e.is_data_error() || matches!(conn, Conn::Cluster(_))) => {
+            // One key's value is not text: that is an error of that key
+            // alone, so each GET of the batch is sent on its own.
+            Err(e) if n > 1 && e.is_data_error() => {
                 let alone = gets.into_iter().map(|w| async move {
                     let get = Command::Get {
                         key: w.asked.key().clone(),
@@ -253,15 +259,16 @@ impl RedisDirect {
     async fn send_sets(
         &self,
         conn: &Conn,
-        sets: Vec<Waiter>,
+        mut sets: Vec<Waiter>,
         ttl: Option<u64>,
         deadline: Deadline,
     ) {
         let n = sets.len();
         let mut entries: Vec<(Arc<str>, String)> = Vec::with_capacity(n);
-        for w in &sets {
-            if let Asked::Set { key, json, .. } = &w.asked {
-                entries.push((key.clone(), json.clone()));
+        for w in &mut sets {
+            // Moved out: the waiter keeps its key, to be named in an error.
+            if let Asked::Set { key, json, .. } = &mut w.asked {
+                entries.push((key.clone(), std::mem::take(json)));
             }
         }
         let command = match entries.pop() {

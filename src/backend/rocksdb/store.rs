@@ -983,7 +983,7 @@ impl RocksStore {
     pub(crate) fn set(&self, key: &str, json: &str, ttl: Option<u64>) -> Result<()> {
         let _shared = self.stripes.shared_one(key.as_bytes(), Wait::Yes);
         self.put_entry(key, json, ttl, &self.waiting)
-            .map_err(|(what, e)| self.db_error(what, key, e))
+            .map_err(|e| self.db_error("write", key, e))
     }
 
     /// [`set`](Self::set) on the caller's thread when it can be done without
@@ -999,26 +999,24 @@ impl RocksStore {
         let _shared = self.stripes.shared_one(key.as_bytes(), Wait::No)?;
         match self.put_entry(key, json, ttl, opts) {
             Ok(()) => Some(Ok(())),
-            Err((_, e)) if would_stall(&e) => None,
-            Err((what, e)) => Some(Err(self.db_error(what, key, e))),
+            Err(e) if would_stall(&e) => None,
+            Err(e) => Some(Err(self.db_error("write", key, e))),
         }
     }
 
     /// The value, written with `opts`, then its index entry (with a TTL)
-    /// queued (the caller holds the key's stripe); a failure says which write
-    /// failed.
+    /// queued (the caller holds the key's stripe); only the value's write
+    /// can fail.
     fn put_entry(
         &self,
         key: &str,
         json: &str,
         ttl: Option<u64>,
         opts: &Writes,
-    ) -> std::result::Result<(), (&'static str, rocksdb::Error)> {
+    ) -> std::result::Result<(), rocksdb::Error> {
         let expires_at = format::expires_at(self.now(), ttl);
         let value = format::encode(json, expires_at);
-        self.db
-            .put_opt(key.as_bytes(), &value, &opts.values)
-            .map_err(|e| ("write", e))?;
+        self.db.put_opt(key.as_bytes(), &value, &opts.values)?;
         // Never fsynced, and written a batch at a time: the compaction
         // filter is its backstop (see the module docs).
         if expires_at >= 0 {
