@@ -1,15 +1,16 @@
-//! Concurrent GETs combined into MGETs and SETs into pipelines (issue 13) on
-//! a real redis-server and a 3-master Redis Cluster: every caller gets its
-//! own name's value, every SET lands with its own TTL, a bad value is an
-//! error for its own callers only, a refused pipeline is an error for each
-//! of its callers naming its key, and a stalled server times each caller
+//! Concurrent GETs combined into MGETs and SETs into MSETs and script calls
+//! (issue 13) on a real redis-server and a 3-master Redis Cluster: every
+//! caller gets its own name's value, every SET lands with its own TTL, a
+//! bad value is an error for its own callers only, a refused batch is an
+//! error for each of its callers naming its key, a server that refuses
+//! `EVAL` gets pipelines instead, and a stalled server times each caller
 //! out on its own deadline, naming its key.
 
 mod common;
 
 use std::time::Duration;
 
-use common::redis_server::{RedisCluster, RedisServer, cluster_config, server_config};
+use common::redis_server::{Options, RedisCluster, RedisServer, cluster_config, server_config};
 use objdatakey::{BackendKind, Config, ErrorKind, Keystore, Ttl};
 
 fn keystore(config: Config, timeout: Duration) -> Keystore {
@@ -153,10 +154,19 @@ async fn concurrent_sets(
     callers: usize,
 ) -> Vec<(String, Result<(), objdatakey::KeystoreError>)> {
     concurrently(ks, names, callers, |ks, n, name| async move {
-        let ttl = Ttl::Seconds(if n.is_multiple_of(2) { 600 } else { 1200 });
-        ks.set_cache(&name, &format!("v-{name}"), ttl).await
+        ks.set_cache(&name, &format!("v-{name}"), ttl_of(n)).await
     })
     .await
+}
+
+/// The TTL the `n`th name is written with: three groups, one of them
+/// without expiry (combined into MSETs, the others into pipelines).
+fn ttl_of(n: usize) -> Ttl {
+    match n % 3 {
+        0 => Ttl::Never,
+        1 => Ttl::Seconds(600),
+        _ => Ttl::Seconds(1200),
+    }
 }
 
 async fn every_set_lands_with_its_own_ttl(ks: &Keystore) {
@@ -168,11 +178,13 @@ async fn every_set_lands_with_its_own_ttl(ks: &Keystore) {
         let values: Vec<Option<String>> = ks.get_many(&names).await.unwrap();
         for (n, (name, value)) in names.iter().zip(values).enumerate() {
             assert_eq!(value, Some(format!("v-{name}")), "round {round}");
-            let Some(Ttl::Seconds(left)) = ks.ttl(name).await.unwrap() else {
-                panic!("{name} has no TTL");
-            };
-            let want = if n.is_multiple_of(2) { 600 } else { 1200 };
-            assert!(left <= want && left + 60 >= want, "{name}: {left} s left");
+            match (ttl_of(n), ks.ttl(name).await.unwrap()) {
+                (Ttl::Never, Some(Ttl::Never)) => {}
+                (Ttl::Seconds(want), Some(Ttl::Seconds(left))) => {
+                    assert!(left <= want && left + 60 >= want, "{name}: {left} s left");
+                }
+                (want, got) => panic!("round {round}: {name}: TTL {got:?}, written with {want:?}"),
+            }
         }
     }
 }
@@ -189,7 +201,8 @@ async fn concurrent_sets_are_combined_and_each_lands_with_its_own_ttl() {
     every_set_lands_with_its_own_ttl(&ks).await;
 
     // The server refuses every write (no memory left): each caller gets
-    // the refusal naming its own key, and some went out in a pipeline.
+    // the refusal naming its own key, and some went out in a pipeline or
+    // an MSET.
     let mut raw = server.raw();
     redis::cmd("CONFIG")
         .arg("SET")
@@ -198,14 +211,19 @@ async fn concurrent_sets_are_combined_and_each_lands_with_its_own_ttl() {
         .query::<()>(&mut raw)
         .unwrap();
     let names: Vec<String> = (0..300).map(|i| format!("oom:{i}")).collect();
-    let mut piped = 0;
+    let (mut piped, mut msets) = (0, 0);
     for (name, done) in concurrent_sets(&ks, &names, 1024).await {
         let e = done.unwrap_err();
         assert!(e.to_string().contains(&format!("{name:?}")), "{name}: {e}");
         assert!(e.to_string().contains("OOM"), "{name}: {e}");
-        piped += usize::from(e.to_string().contains("one pipeline"));
+        piped += usize::from(e.to_string().contains("one script call or pipeline"));
+        msets += usize::from(e.to_string().contains("one MSET"));
     }
-    assert!(piped > 0, "no SET was combined into a pipeline");
+    assert!(
+        piped > 0,
+        "no SET with a TTL was combined into a script call"
+    );
+    assert!(msets > 0, "no SET without a TTL was combined into an MSET");
     redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory")
@@ -266,5 +284,42 @@ async fn a_stalled_server_times_each_caller_out_naming_its_key() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ok, "no GET succeeded after the server resumed");
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sets_with_a_ttl_go_out_as_pipelines_where_eval_is_refused() {
+    let Some(server) = RedisServer::start_with(Options {
+        acl_user: Some(("app".into(), "app-secret".into())),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    // The user may do everything but run scripts.
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("-eval")
+        .query::<()>(&mut server.raw())
+        .unwrap();
+    let mut config = server_config(BackendKind::Redis, server.port);
+    config.redis.user = Some("app".into());
+    config.redis.password = Some(objdatakey::config::Secret::new("app-secret"));
+    let ks = keystore(config, Duration::from_secs(5));
+
+    // A batch with a TTL: refused as a script, written as a pipeline.
+    let entries = [("acl:a", "1"), ("acl:b", "2")];
+    ks.set_many(&entries, Ttl::Seconds(300)).await.unwrap();
+    for (name, value) in entries {
+        assert_eq!(
+            ks.get_cache::<String>(name).await.unwrap().as_deref(),
+            Some(value)
+        );
+        assert!(
+            matches!(ks.ttl(name).await.unwrap(), Some(Ttl::Seconds(s)) if s <= 300 && s > 240)
+        );
+    }
+    // Concurrent SETs, combined: every one lands with its own TTL.
+    every_set_lands_with_its_own_ttl(&ks).await;
     ks.shutdown().await;
 }

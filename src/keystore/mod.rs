@@ -256,23 +256,26 @@ impl Keystore {
         .await
     }
 
-    /// Runs `work` and records its outcome and latency as `op`.
-    async fn recorded<O>(
+    /// Runs `work` and records its outcome and latency as `op`, timed from
+    /// now. A combinator, not an `async fn`: an `async fn` would hold `work`
+    /// (every operation's whole state) twice, and every call copies it.
+    fn recorded<'e, O>(
         &self,
-        engine: &Engine,
+        engine: &'e Engine,
         op: Op,
-        work: impl Future<Output = Result<(O, Outcome)>>,
-    ) -> Result<O> {
+        work: impl Future<Output = Result<(O, Outcome)>> + 'e,
+    ) -> impl Future<Output = Result<O>> + 'e {
         let started = Instant::now();
-        let result = work.await;
-        if let Some(recorder) = engine.recorder() {
-            let outcome = match &result {
-                Ok((_, outcome)) => *outcome,
-                Err(e) => Outcome::Error(e.kind()),
-            };
-            recorder.op(op, outcome, started.elapsed());
-        }
-        result.map(|(answer, _)| answer)
+        work.map(move |result| {
+            if let Some(recorder) = engine.recorder() {
+                let outcome = match &result {
+                    Ok((_, outcome)) => *outcome,
+                    Err(e) => Outcome::Error(e.kind()),
+                };
+                recorder.op(op, outcome, started.elapsed());
+            }
+            result.map(|(answer, _)| answer)
+        })
     }
 
     /// Stores `value` as JSON under `name` for `ttl`.
@@ -398,7 +401,9 @@ impl Keystore {
     }
 
     /// Stores every `(name, value)` of `entries` for `ttl`, in one round
-    /// trip (a pipeline of `SET … EX` on Redis, per hash slot on a cluster;
+    /// trip (on Redis an `MSET`, or with a TTL one script call of `SET … EX`
+    /// per key, a pipeline where the server refuses `EVAL`; per hash slot on
+    /// a cluster;
     /// one write batch on RocksDB). A name given twice keeps its last value.
     pub async fn set_many<T: Serialize, S: AsRef<str>>(
         &self,

@@ -1,21 +1,25 @@
-//! Concurrent GETs and SETs combined into one MGET and a few SET pipelines.
+//! Concurrent GETs and SETs combined into one MGET, one MSET and a script
+//! call per TTL.
 //!
 //! A multiplexed connection pipelines every caller's command as a command of
 //! its own: at hundreds of callers the server, the socket, the reply parser
 //! and the connection's driver handle hundreds of small commands, each with
 //! its own channel message, reply future and timer. The handle knows more
 //! than the connection: GETs that wait at the same moment can be one `MGET`,
-//! and SETs one pipeline per TTL (per hash slot on a cluster, through the
-//! batch path): one message, one reply, one wake-up for the lot.
+//! SETs without a TTL one `MSET`, and SETs with one a script call per TTL
+//! (`EVAL`, a `SET … EX` per key; a pipeline of them where the server
+//! refuses scripts), per hash slot on a cluster, through the batch path:
+//! one message, one reply, one wake-up for the lot, and one command for the
+//! server to read and answer instead of one per caller.
 //!
 //! - A GET or SET that finds fewer than [`DIRECT_MAX`] commands in flight
 //!   (and none waiting) is sent at once, on the caller's task, as before: no
 //!   added latency at 1 caller, and the connection's pipelining at a few.
 //! - One that arrives beyond that waits in the pending list. The first to
 //!   wait starts the *runner*, a task of the connection's runtime that sends
-//!   all pending GETs as one MGET and the pending SETs as one pipeline per
-//!   TTL (at the same time), hands each caller its answer, and goes on while
-//!   commands keep arriving; it stops when the list is empty. A task, not
+//!   all pending GETs as one MGET, the pending SETs without a TTL as one
+//!   MSET and those with one as one script call per TTL (at the same time),
+//!   hands each caller its answer, and goes on while commands keep arriving; it stops when the list is empty. A task, not
 //!   the first waiter's future, so a waiter that gives up (its deadline, its
 //!   future dropped) cancels nothing.
 //!
@@ -25,11 +29,14 @@
 //!   a SET that completed before the GET started (a GET and a SET waiting
 //!   together were concurrent, either order is theirs);
 //! - an error reaches exactly the callers whose commands failed, each with
-//!   an error naming its own key: on a cluster the MGETs and pipelines go
-//!   out one per slot, so a node that fails only fails its own slots'
-//!   callers; an MGET that failed because one value is not text is resent
-//!   GET by GET, so only that key's GETs fail (a single server's failed
-//!   MGET or pipeline otherwise fails all of its callers);
+//!   an error naming its own key: on a cluster the MGETs, MSETs and
+//!   script calls go out one per slot, so a node that fails only fails its own
+//!   slots' callers; an MGET that failed because one value is not text is
+//!   resent GET by GET, so only that key's GETs fail (a single server's
+//!   failed MGET, MSET or script call otherwise fails all of its callers;
+//!   an MSET is atomic, so none of its values was written, while a script
+//!   that failed part-way may have written the SETs before the failure, as
+//!   a pipeline may);
 //! - a SET is never sent twice (writes are not retried, combined or not);
 //! - each caller waits at most its own deadline and holds its own
 //!   in-flight permit while it waits.
@@ -47,7 +54,8 @@ use crate::error::{KeystoreError, Result};
 /// Commands sent on their callers' own tasks at once, at most: below this
 /// the connection's own pipelining is as good (measured: combining GETs
 /// already at 2 made the 16-caller cell 0.53x raw, against 0.69x without),
-/// above it one MGET or pipeline carries what would be dozens of commands.
+/// above it one MGET, MSET or script call carries what would be dozens of
+/// commands.
 const DIRECT_MAX: usize = 16;
 
 /// What a waiting caller asked for.
@@ -81,10 +89,11 @@ impl Asked {
     }
 }
 
-/// Waiters that go out as one command: GETs as one MGET, SETs of one TTL as
-/// one pipeline; on a cluster each of one slot (0 on a single server), so
-/// a node that fails fails only its own slots' callers, and a SET, which
-/// is never resent, is never in a batch that failed elsewhere.
+/// Waiters that go out as one command: GETs as one MGET, SETs without a
+/// TTL as one MSET, SETs of one TTL as one script call; on a cluster each
+/// of one slot (0 on a single server), so a node that fails fails only its
+/// own slots' callers, and a SET, which is never resent, is never in a
+/// batch that failed elsewhere.
 #[derive(Clone, Copy, PartialEq)]
 enum Group {
     Gets { slot: u16 },
@@ -254,8 +263,8 @@ impl RedisDirect {
         }
     }
 
-    /// Sends `sets` (all with `ttl`) as one pipeline (one SET when alone)
-    /// and answers each.
+    /// Sends `sets` (all with `ttl`) as one MSET (`ttl` `None`) or one
+    /// script call (one SET when alone) and answers each.
     async fn send_sets(
         &self,
         conn: &Conn,
@@ -313,7 +322,8 @@ fn own(e: &KeystoreError, asked: &Asked, n: usize) -> KeystoreError {
     }
     let (what, sent_in) = match asked {
         Asked::Get(_) => ("get", "one MGET"),
-        Asked::Set { .. } => ("set", "one pipeline"),
+        Asked::Set { ttl: None, .. } => ("set", "one MSET"),
+        Asked::Set { .. } => ("set", "one script call or pipeline"),
     };
     KeystoreError::new(
         e.kind(),

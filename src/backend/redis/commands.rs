@@ -1,8 +1,9 @@
 //! What each [`Command`] sends to a Redis-protocol server, and how its reply
 //! becomes a [`Reply`].
 //!
-//! Batches are one round trip on a single server (MGET, a pipeline of SETs,
-//! one UNLINK). On a cluster they are split by hash slot ([`slot`](super::slot)),
+//! Batches are one round trip on a single server (MGET; MSET, or with a
+//! TTL one `EVAL` of a `SET … EX` per key, a pipeline of them where the
+//! server refuses scripts; one UNLINK). On a cluster they are split by hash slot ([`slot`](super::slot)),
 //! one command per slot sent concurrently, and reassembled in the caller's
 //! order; a slot whose node fails makes the whole batch fail with an error
 //! that names the keys of the failed slots, so no value can come back under
@@ -27,6 +28,12 @@ const GROUP_MARGIN: std::time::Duration = std::time::Duration::from_millis(200);
 /// and was taken by another process stays that process's.
 const UNLOCK_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// `SET KEYS[i] ARGV[i] EX <last ARGV>` for every key: SETs of one TTL as
+/// one command (Redis has no multi-key SET with an expiry before 8.4).
+const SET_EX_SCRIPT: &str = "local ttl = ARGV[#KEYS + 1] \
+     for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'EX', ttl) end \
+     return #KEYS";
 
 /// Keys asked for per `SCAN` step of a prefix delete.
 const SCAN_COUNT: usize = 1000;
@@ -92,41 +99,76 @@ pub(super) async fn run_once(
                 _ => None,
             }))
         }
-        Command::GetMany { keys } => get_many(target, conn, keys, deadline)
+        // Batches and scans are boxed: their states are the largest, and
+        // every single-key call would otherwise carry (and copy) their size.
+        Command::GetMany { keys } => Box::pin(get_many(target, conn, keys, deadline))
             .await
             .map(Reply::Values),
         Command::SetMany { entries, ttl } => {
-            per_slot(
+            Box::pin(per_slot(
                 target,
                 conn,
                 deadline,
                 "set_many",
                 entries,
                 |conn, group| async move {
+                    // Without a TTL: one MSET, one command for the server
+                    // to parse, run and answer instead of one per key (what
+                    // makes combined SETs cheaper than the callers' own).
+                    if ttl.is_none() {
+                        let mut mset = redis::cmd("MSET");
+                        for (key, json) in group {
+                            mset.arg(&**key).arg(json.as_str());
+                        }
+                        return query::<()>(conn, &mset).await;
+                    }
+                    // With one: a script call, one command as well, where
+                    // the server allows scripts (SET EX has no multi-key
+                    // form before Redis 8.4).
+                    if let (Some(secs), true) = (ttl, group.len() > 1 && target.scripts_allowed()) {
+                        let mut eval = redis::cmd("EVAL");
+                        eval.arg(SET_EX_SCRIPT).arg(group.len());
+                        for (key, _) in &group {
+                            eval.arg(&**key);
+                        }
+                        for (_, json) in &group {
+                            eval.arg(json.as_str());
+                        }
+                        eval.arg(*secs);
+                        match query::<i64>(conn.clone(), &eval).await {
+                            Ok(_) => return Ok(()),
+                            // Refused before it ran: nothing was written,
+                            // so the pipeline below is the first write.
+                            Err(e) if script_refused(&e) => target.refuse_scripts(&e),
+                            Err(e) => return Err(e),
+                        }
+                    }
                     let mut pipe = redis::pipe();
                     for (key, json) in group {
                         pipe.add_command(set_cmd(key, json, *ttl)).ignore();
                     }
                     query_pipe::<()>(conn, &pipe).await
                 },
-            )
+            ))
             .await?;
             Ok(Reply::Done)
         }
         Command::DeleteMany { keys } => {
-            let counts = per_slot(
+            let counts = Box::pin(per_slot(
                 target,
                 conn,
                 deadline,
                 "delete_many",
                 keys,
                 |conn, group| async move { query::<u64>(conn, &keys_cmd("UNLINK", &group)).await },
-            )
+            ))
             .await?;
             Ok(Reply::Count(counts.into_iter().map(|(_, n)| n).sum()))
         }
-        Command::DeletePrefix { prefix } => delete_prefix(conn, prefix).await.map(Reply::Count),
-        Command::Entries { keys } => entries(target, conn, keys, deadline)
+        Command::DeletePrefix { prefix } => Box::pin(delete_prefix(conn, prefix))
+            .await
+            .map(Reply::Count),
+        Command::Entries { keys } => Box::pin(entries(target, conn, keys, deadline))
             .await
             .map(Reply::Entries),
         Command::Publish { channel, message } => {
@@ -162,6 +204,19 @@ pub(super) async fn run_once(
             tokio::time::sleep(*d).await;
             Ok(Reply::Done)
         }
+    }
+}
+
+/// Whether `e` is the server refusing `EVAL` itself (so the script did not
+/// run): no permission for the command, or no such command. An error from
+/// inside the script (a refused SET, no memory) is not: some SETs may have
+/// run, and a write is never sent twice.
+fn script_refused(e: &RedisError) -> bool {
+    let detail = e.detail().unwrap_or_default().to_ascii_lowercase();
+    match e.code() {
+        Some("NOPERM") => detail.contains("'eval'"),
+        Some("ERR") => detail.contains("unknown command") && detail.contains("eval"),
+        _ => false,
     }
 }
 

@@ -8,8 +8,10 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::FutureExt;
@@ -130,13 +132,30 @@ impl RedisDirect {
 }
 
 /// Polls `fut` inside `rt`'s context, whichever executor drives it.
-pub(super) async fn in_runtime<F: Future>(rt: &tokio::runtime::Handle, fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        let _entered = rt.enter();
-        fut.as_mut().poll(cx)
-    })
-    .await
+pub(super) fn in_runtime<F: Future>(rt: &tokio::runtime::Handle, fut: F) -> InRuntime<'_, F> {
+    InRuntime { rt, fut }
+}
+
+pin_project_lite::pin_project! {
+    /// [`in_runtime`]'s future: a struct, not an `async fn`, so the wrapped
+    /// future is held once (an `async fn` keeps an awaited argument twice:
+    /// as the argument and as the awaited future, a kilobyte per call here,
+    /// copied at every call).
+    pub(super) struct InRuntime<'rt, F> {
+        rt: &'rt tokio::runtime::Handle,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: Future> Future for InRuntime<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.rt.enter();
+        this.fut.poll(cx)
+    }
 }
 
 /// Tracks `backend up` and tells the metrics actor when it changes.

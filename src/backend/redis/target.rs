@@ -2,6 +2,7 @@
 //! checked and built once from the `keystore.redis` / `keystore.dragonfly`
 //! section (addresses, ACL credentials, TLS with an optional CA file).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -31,6 +32,10 @@ pub(crate) struct RedisTarget {
     settings: RedisConnectionInfo,
     /// The CA certificates (PEM) a TLS connection checks the server against.
     certs: Option<Vec<u8>>,
+    /// Cleared once the server refuses `EVAL` (an ACL without scripting,
+    /// or the command renamed away): SETs of one TTL then go out as a
+    /// pipeline instead of one script call (see `commands`).
+    scripts: AtomicBool,
 }
 
 // One per engine, built once: its size does not matter.
@@ -101,6 +106,7 @@ impl RedisTarget {
             tls: cfg.ssl,
             settings,
             certs,
+            scripts: AtomicBool::new(true),
         };
         // One plain client per node: the whole target for a single server,
         // and what the backplane subscribes through on a cluster (a plain
@@ -173,12 +179,39 @@ impl RedisTarget {
     /// per failure (no retry loop), so while the node is down requests fail
     /// fast with the connect error instead of waiting out a backoff. It
     /// spawns on the current runtime, which must be the connection's home.
+    ///
+    /// It has no response timeout of its own: every command it carries runs
+    /// under its call's deadline (the request timeout, counted from the call:
+    /// [`RedisDirect::call_alone`](super::direct::RedisDirect::call_alone),
+    /// and the cluster's `CLUSTER SLOTS` under its own), and a second timer
+    /// per command cost a timer-wheel insert and removal on every call. A
+    /// command given up on leaves its reply to be read and dropped when it
+    /// comes, as redis-rs does after its own timeout.
     pub(super) fn manager(&self, client: redis::Client) -> redis::RedisResult<ConnectionManager> {
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout));
+            .set_response_timeout(None);
         ConnectionManager::new_lazy_with_config(client, config)
+    }
+
+    /// Whether combined SETs with a TTL may go out as one `EVAL`.
+    pub(super) fn scripts_allowed(&self) -> bool {
+        self.scripts.load(Ordering::Relaxed)
+    }
+
+    /// The server refused `EVAL` with `e`: from now on SETs of one TTL go
+    /// out as a pipeline. Said once, at warn level: it costs throughput.
+    pub(super) fn refuse_scripts(&self, e: &RedisError) {
+        if self.scripts.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                "{} at {} refuses EVAL ({e}); concurrent SETs with a TTL now go out as \
+                 pipelines of SET … EX instead of one script call each (allow EVAL for \
+                 this user, e.g. ACL SETUSER <user> +eval, to get it back)",
+                self.label(),
+                self.address
+            );
+        }
     }
 
     /// The address errors name: `host:port`, or `cluster h1:p1,h2:p2`.
