@@ -3,8 +3,9 @@
 //!
 //! Batches are one round trip on a single server (MGET; MSET, or with a
 //! TTL one `EVAL` of a `SET … EX` per key, a pipeline of them where the
-//! server refuses scripts; one UNLINK). On a cluster they are split by hash slot ([`slot`](super::slot)),
-//! one command per slot sent concurrently, and reassembled in the caller's
+//! server refuses scripts; one UNLINK). On a cluster they are split by hash
+//! slot ([`slot`](super::slot)), one command per slot sent concurrently,
+//! and reassembled in the caller's
 //! order; a slot whose node fails makes the whole batch fail with an error
 //! that names the keys of the failed slots, so no value can come back under
 //! the wrong name. Prefix deletes walk `SCAN MATCH` in batches (on a cluster,
@@ -30,7 +31,8 @@ const UNLOCK_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// `SET KEYS[i] ARGV[i] EX <last ARGV>` for every key: SETs of one TTL as
-/// one command (Redis has no multi-key SET with an expiry before 8.4).
+/// one command (Redis 7, the version tested here, has no multi-key SET
+/// with an expiry).
 const SET_EX_SCRIPT: &str = "local ttl = ARGV[#KEYS + 1] \
      for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'EX', ttl) end \
      return #KEYS";
@@ -125,7 +127,7 @@ pub(super) async fn run_once(
                     }
                     // With one: a script call, one command as well, where
                     // the server allows scripts (SET EX has no multi-key
-                    // form before Redis 8.4).
+                    // form in Redis 7).
                     if let (Some(secs), true) = (ttl, group.len() > 1 && target.scripts_allowed()) {
                         let data: usize = group.iter().map(|(k, j)| k.len() + j.len()).sum();
                         let mut eval =
