@@ -609,6 +609,15 @@ async fn legacy_redis_keys_and_the_config_file_select_the_server() {
     ks.shutdown().await;
 }
 
+/// A multi-thread runtime of `workers` threads with every driver.
+fn multi_thread(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Sets then reads back `n` keys `{prefix}:{i}` from `n` concurrent tasks.
 async fn round_trip_many(ks: &Keystore, prefix: &str, n: u32) {
     let mut tasks = Vec::new();
@@ -631,16 +640,8 @@ fn an_io_runtime_carries_the_connection_and_its_shutdown_moves_it_back() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let callers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let io = multi_thread(1);
+    let callers = multi_thread(2);
     let ks = Keystore::builder()
         .config(server_config(BackendKind::Redis, server.port))
         .request_timeout(Duration::from_secs(3))
@@ -694,16 +695,8 @@ fn a_keystore_built_on_a_multi_thread_runtime_does_its_io_there_by_default() {
         return;
     };
     let config = server_config(BackendKind::Redis, server.port);
-    let app = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let other = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let app = multi_thread(2);
+    let other = multi_thread(1);
     let ks = app.block_on(async {
         Keystore::builder()
             .config(config.clone())

@@ -403,8 +403,7 @@ impl Keystore {
     /// Stores every `(name, value)` of `entries` for `ttl`, in one round
     /// trip (on Redis an `MSET`, or with a TTL one script call of `SET … EX`
     /// per key, a pipeline where the server refuses `EVAL`; per hash slot on
-    /// a cluster;
-    /// one write batch on RocksDB). A name given twice keeps its last value.
+    /// a cluster; one write batch on RocksDB). A name given twice keeps its last value.
     pub async fn set_many<T: Serialize, S: AsRef<str>>(
         &self,
         entries: &[(S, T)],

@@ -297,12 +297,12 @@ impl RedisDirect {
                 entries.push((key.clone(), std::mem::take(json)));
             }
         }
-        let command = match entries.pop() {
-            Some((key, json)) if n == 1 => Command::Set { key, json, ttl },
-            last => {
-                entries.extend(last);
-                Command::SetMany { entries, ttl }
-            }
+        let command = if n == 1
+            && let Some((key, json)) = entries.pop()
+        {
+            Command::Set { key, json, ttl }
+        } else {
+            Command::SetMany { entries, ttl }
         };
         match self.call_alone(conn.clone(), &command, deadline).await {
             Ok(Reply::Done) => {

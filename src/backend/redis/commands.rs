@@ -5,8 +5,7 @@
 //! TTL one `EVAL` of a `SET … EX` per key, a pipeline of them where the
 //! server refuses scripts; one UNLINK). On a cluster they are split by hash
 //! slot ([`slot`](super::slot)), one command per slot sent concurrently,
-//! and reassembled in the caller's
-//! order; a slot whose node fails makes the whole batch fail with an error
+//! and reassembled in the caller's order; a slot whose node fails makes the whole batch fail with an error
 //! that names the keys of the failed slots, so no value can come back under
 //! the wrong name. Prefix deletes walk `SCAN MATCH` in batches (on a cluster,
 //! on every master), unlinking each batch as it comes: no single command
@@ -114,11 +113,11 @@ pub(super) async fn run_once(
                 "set_many",
                 entries,
                 |conn, group| async move {
+                    let data: usize = group.iter().map(|(k, j)| k.len() + j.len()).sum();
                     // Without a TTL: one MSET, one command for the server
                     // to parse, run and answer instead of one per key (what
                     // makes combined SETs cheaper than the callers' own).
                     if ttl.is_none() {
-                        let data = group.iter().map(|(k, j)| k.len() + j.len()).sum();
                         let mut mset = sized("MSET", 2 * group.len(), data);
                         for (key, json) in group {
                             mset.arg(&**key).arg(json.as_str());
@@ -129,7 +128,6 @@ pub(super) async fn run_once(
                     // the server allows scripts (SET EX has no multi-key
                     // form in Redis 7).
                     if let (Some(secs), true) = (ttl, group.len() > 1 && target.scripts_allowed()) {
-                        let data: usize = group.iter().map(|(k, j)| k.len() + j.len()).sum();
                         let mut eval =
                             sized("EVAL", 2 * group.len() + 3, SET_EX_SCRIPT.len() + data + 40);
                         eval.arg(SET_EX_SCRIPT).arg(group.len());

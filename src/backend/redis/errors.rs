@@ -4,6 +4,7 @@
 use redis::RedisError;
 
 use super::RedisTarget;
+use super::target::Client;
 use crate::error::{ErrorKind, KeystoreError};
 
 impl RedisTarget {
@@ -58,7 +59,7 @@ impl RedisTarget {
             );
         }
         if err.is_connection_refusal() {
-            let keys = if self.address.starts_with("cluster ") {
+            let keys = if matches!(self.client, Client::Cluster(_)) {
                 format!("is {section}.nodes right")
             } else {
                 format!("are {section}.ip and {section}.port right")
