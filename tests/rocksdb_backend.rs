@@ -680,6 +680,84 @@ async fn writes_under_a_write_stall_wait_in_the_pool_and_none_is_lost() {
     check(Keystore::builder().config(cfg).build().unwrap()).await;
 }
 
+/// Concurrent SETs on the callers' threads go to RocksDB in groups (one
+/// write batch each, as RocksDB's own write count shows), and every one
+/// lands with its own value and TTL, in this process and after a reopen; a
+/// caller's later SET of a name is never overtaken by its earlier one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sets_are_written_in_groups_and_every_one_lands() {
+    const CALLERS: u32 = 64;
+    const EACH: u32 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = rocks_config(dir.path());
+    let ks = Keystore::builder().config(cfg.clone()).build().unwrap();
+    let ttl = |i: u32| match i % 3 {
+        0 => Ttl::Never,
+        1 => Ttl::Seconds(3600),
+        _ => Ttl::Seconds(60),
+    };
+    let (writes_before, keys_before) = ks.rocksdb_writes_and_keys().unwrap();
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|t| {
+            let ks = ks.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    ks.set_cache(&format!("g:{t}:{i}"), &(t, i), ttl(i))
+                        .await
+                        .unwrap();
+                    ks.set_cache(&format!("last:{t}"), &i, Ttl::Never)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.await.unwrap();
+    }
+    let (writes, keys) = ks.rocksdb_writes_and_keys().unwrap();
+    let (writes, keys) = (writes - writes_before, keys - keys_before);
+    // RocksDB rounds counts of 10 000 and more down to thousands.
+    assert!(
+        keys >= u64::from(CALLERS * EACH * 2) / 1000 * 1000,
+        "{keys} keys written"
+    );
+    assert!(
+        writes < keys,
+        "{writes} write calls for {keys} keys: no SETs went as a group"
+    );
+    assert_eq!(ks.stats().await.in_flight, 0);
+
+    let check = |ks: Keystore| async move {
+        for t in 0..CALLERS {
+            for i in 0..EACH {
+                let name = format!("g:{t}:{i}");
+                assert_eq!(
+                    ks.get_cache::<(u32, u32)>(&name).await.unwrap(),
+                    Some((t, i)),
+                    "{name}"
+                );
+                let left = ks.ttl(&name).await.unwrap();
+                match ttl(i) {
+                    Ttl::Never => assert_eq!(left, Some(Ttl::Never), "{name}"),
+                    Ttl::Seconds(s) => assert!(
+                        matches!(left, Some(Ttl::Seconds(l)) if l <= s && l + 30 >= s),
+                        "{name}: {left:?} of {s} s"
+                    ),
+                    other => unreachable!("{other:?} is not written here"),
+                }
+            }
+            assert_eq!(
+                ks.get_cache::<u32>(&format!("last:{t}")).await.unwrap(),
+                Some(EACH - 1)
+            );
+        }
+        ks.shutdown().await;
+    };
+    check(ks).await;
+    check(Keystore::builder().config(cfg).build().unwrap()).await;
+}
+
 /// `get_many` answers alike whether its values sit in SST files not yet in
 /// the block cache (read by the worker pool), in the block cache or the
 /// memtable (read from memory on the caller's thread): each name its own

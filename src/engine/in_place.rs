@@ -25,10 +25,25 @@
 //! (A write is idempotent; a DELETE retried after a panic past its write may
 //! report the key as absent.)
 
+use std::sync::Arc;
+
 use super::Engine;
-use crate::backend::rocksdb::RocksStore;
+use crate::backend::rocksdb::group::Member;
+use crate::backend::rocksdb::{RocksStore, SetStarted};
 use crate::backend::{Command, Reply};
 use crate::error::Result;
+
+/// How a command started on the caller's thread.
+pub(super) enum InPlace {
+    /// Answered.
+    Answered(Result<Reply>),
+    /// A SET waiting in a group of concurrent SETs (see
+    /// [`group`](crate::backend::rocksdb::group)): answered by
+    /// [`Engine::group_answer`].
+    Joined(Arc<RocksStore>, Member),
+    /// To send the normal way.
+    Elsewhere,
+}
 
 /// Calls answered in place on one thread between two looks at the
 /// runtime's global queue (where a task woken from outside the runtime,
@@ -96,9 +111,46 @@ impl Engine {
         self.with_store(|store| Some(store.get_many_in_memory(keys)?.map(Reply::Texts)))
     }
 
+    /// Starts `command` on the caller's thread when it can run there without
+    /// waiting: answered at once, or (a SET among concurrent ones) joined to
+    /// a group written as one batch.
+    pub(super) fn start_in_place(&self, command: &Command) -> InPlace {
+        if let Command::Set { key, json, ttl } = command {
+            let guard = self.in_place.load();
+            let Some(store) = guard.as_ref() else {
+                return InPlace::Elsewhere;
+            };
+            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                store.set_or_join(key, json, *ttl)
+            }));
+            return match started.ok().flatten() {
+                Some(SetStarted::Written(r)) => InPlace::Answered(r.map(|()| Reply::Done)),
+                Some(SetStarted::Joined(member)) => InPlace::Joined(Arc::clone(store), member),
+                None => InPlace::Elsewhere,
+            };
+        }
+        match self.answer_in_place(command) {
+            Some(answer) => InPlace::Answered(answer),
+            None => InPlace::Elsewhere,
+        }
+    }
+
+    /// The answer to a SET waiting in a group: `None` sends it the normal
+    /// way (a write stall, a busy stripe, or a panic in the group's write).
+    pub(super) async fn group_answer(
+        store: Arc<RocksStore>,
+        member: Member,
+    ) -> Option<Result<Reply>> {
+        let write = || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.write_group()));
+        };
+        let answer = member.answer(write).await?;
+        Some(answer.map(|()| Reply::Done))
+    }
+
     /// The answer to `command` when it can run on the caller's thread
     /// without waiting; `None` sends it the normal way.
-    pub(super) fn answer_in_place(&self, command: &Command) -> Option<Result<Reply>> {
+    fn answer_in_place(&self, command: &Command) -> Option<Result<Reply>> {
         match command {
             // GET and GET_MANY: the handle asked memory before it built the
             // command (`read_from_memory`, `read_many_from_memory`); asking
@@ -110,9 +162,6 @@ impl Engine {
                         .map(|e| Reply::Entries(vec![e])),
                 )
             }),
-            Command::Set { key, json, ttl } => {
-                self.with_store(|store| Some(store.try_set(key, json, *ttl)?.map(|()| Reply::Done)))
-            }
             Command::SetMany { entries, ttl } => self
                 .with_store(|store| Some(store.try_set_many(entries, *ttl)?.map(|()| Reply::Done))),
             Command::Delete { key } => {
@@ -134,6 +183,19 @@ impl Engine {
             None => Err(crate::error::KeystoreError::new(
                 crate::error::ErrorKind::Backend,
                 "a write stall can only be injected into an open RocksDB keystore",
+            )),
+        }
+    }
+
+    /// RocksDB's count of write calls and keys written to the values (tests
+    /// of the group commit only).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn rocksdb_writes_and_keys(&self) -> Result<(u64, u64)> {
+        match self.in_place.load().as_ref() {
+            Some(store) => store.writes_and_keys(),
+            None => Err(crate::error::KeystoreError::new(
+                crate::error::ErrorKind::Backend,
+                "write counts come from an open RocksDB keystore only",
             )),
         }
     }

@@ -19,8 +19,9 @@
 
 use tokio::sync::oneshot;
 
+use super::in_place::{self, InPlace};
 use super::limiter::Refused;
-use super::{Engine, in_place, shut_down, timer};
+use super::{Engine, shut_down, timer};
 use crate::backend::{BackendFailed, Command, Deadline, Reply, Request, Unsent};
 use crate::error::{ErrorKind, KeystoreError, Result};
 
@@ -28,9 +29,17 @@ impl Engine {
     /// Runs `command` on the backend and answers its reply, all within the
     /// request timeout.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply> {
-        if let Some(answer) = self.answer_in_place(&command) {
-            in_place::share_the_thread().await;
-            return answer;
+        match self.start_in_place(&command) {
+            InPlace::Answered(answer) => {
+                in_place::share_the_thread().await;
+                return answer;
+            }
+            InPlace::Joined(store, member) => {
+                if let Some(answer) = Engine::group_answer(store, member).await {
+                    return answer;
+                }
+            }
+            InPlace::Elsewhere => {}
         }
         let actors = self.actors()?;
         let deadline = Deadline::after(self.timeout);

@@ -798,6 +798,18 @@ impl Keystore {
         }
     }
 
+    /// RocksDB's own count of write calls (batches) and of keys written to
+    /// the values since the database was opened (tests of the group commit
+    /// of concurrent SETs only).
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn rocksdb_writes_and_keys(&self) -> Result<(u64, u64)> {
+        match self.engine() {
+            Some(engine) => engine.rocksdb_writes_and_keys(),
+            None => Ok((0, 0)),
+        }
+    }
+
     /// Runs an injected fault through the engine, unrecorded.
     #[cfg(feature = "fault-injection")]
     async fn inject(&self, command: Command) -> Result<()> {

@@ -111,6 +111,7 @@ use rocksdb::{
     WriteBatch, WriteOptions,
 };
 
+use super::group::{Entry, Member, WriteGroup};
 use super::pending::PendingIndex;
 use super::stripes::{Stripes, Wait};
 use crate::backend::Stored;
@@ -170,6 +171,9 @@ pub(crate) struct RocksStore {
     no_wait: Option<Writes>,
     /// Keep sweeps off values written meanwhile (see the module docs).
     stripes: Stripes,
+    /// Concurrent SETs on the callers' threads, written as one batch (see
+    /// [`group`](super::group)).
+    group: WriteGroup,
     /// Where the next sweep batch starts. Deleted index entries stay in the
     /// database as tombstones until compaction; starting every batch at the
     /// front of the index would step over all of them again, making a large
@@ -190,6 +194,14 @@ pub(crate) struct RocksStore {
 struct Writes {
     values: WriteOptions,
     index: WriteOptions,
+}
+
+/// How a SET on the caller's thread started (see [`RocksStore::set_or_join`]).
+pub(crate) enum SetStarted {
+    /// Written alone, or failed.
+    Written(Result<()>),
+    /// Waiting in a group.
+    Joined(Member),
 }
 
 /// RocksDB's answer to a `no_slowdown` write it would have delayed or stopped.
@@ -343,6 +355,7 @@ impl RocksStore {
             waiting,
             no_wait,
             stripes: Stripes::new(),
+            group: WriteGroup::default(),
             cursor: Mutex::new(SweepCursor::default()),
             filter_dropped,
             _closed: tx,
@@ -803,7 +816,7 @@ impl RocksStore {
     /// and lowers the stop trigger to one file, with no compaction to clear
     /// it; a blocking write then waits and a `no_slowdown` write answers
     /// `Incomplete` until the defaults are back.
-    #[cfg(feature = "fault-injection")]
+    #[cfg(any(test, feature = "fault-injection"))]
     pub(crate) fn inject_write_stall(&self, on: bool) -> Result<()> {
         let fail = |e| {
             KeystoreError::new(
@@ -841,6 +854,24 @@ impl RocksStore {
             self.db.delete(b"objdatakey-stall").map_err(fail)?;
         }
         Ok(())
+    }
+
+    /// RocksDB's own count of write calls (write batches) and of keys
+    /// written to the values since the database was opened (tests of the
+    /// group commit only: fewer calls than keys means SETs went as groups).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub(crate) fn writes_and_keys(&self) -> Result<(u64, u64)> {
+        let stats = self
+            .db
+            .property_value("rocksdb.dbstats")
+            .map_err(|e| self.db_error("stats read", "", e))?
+            .unwrap_or_default();
+        parse_writes_and_keys(&stats).ok_or_else(|| {
+            KeystoreError::new(
+                ErrorKind::Backend,
+                format!("no `Cumulative writes` line in RocksDB's dbstats: {stats}"),
+            )
+        })
     }
 
     /// The write options for `wait`; `None` when writes may not be done
@@ -1001,6 +1032,71 @@ impl RocksStore {
             Ok(()) => Some(Ok(())),
             Err(e) if would_stall(&e) => None,
             Err(e) => Some(Err(self.db_error("write", key, e))),
+        }
+    }
+
+    /// [`try_set`](Self::try_set) for a caller on an async thread, in a
+    /// group with the SETs of concurrent callers (see
+    /// [`group`](super::group)): written now when no other in-place write is
+    /// under way, else joined to the waiting group, to be answered by
+    /// [`Member::answer`] with [`write_group`](Self::write_group). `None`
+    /// hands the SET to the pool, as `try_set` does.
+    pub(crate) fn set_or_join(
+        &self,
+        key: &Arc<str>,
+        json: &str,
+        ttl: Option<u64>,
+    ) -> Option<SetStarted> {
+        self.no_wait.as_ref()?;
+        let entry = self.group.enter(|| {
+            let expires_at = format::expires_at(self.now(), ttl);
+            (key.clone(), format::encode(json, expires_at), expires_at)
+        });
+        match entry {
+            Entry::Alone(_writing) => self.try_set(key, json, ttl).map(SetStarted::Written),
+            Entry::Joined(member) => Some(SetStarted::Joined(member)),
+        }
+    }
+
+    /// Writes the waiting group of SETs, if any, as one `no_slowdown` batch
+    /// under the stripes of its keys, and answers each member (see
+    /// [`group`](super::group) for what each is told).
+    pub(crate) fn write_group(&self) {
+        let Some((mut taken, _writing)) = self.group.take() else {
+            return;
+        };
+        taken.retain(|q| !q.abandoned());
+        let Some(opts) = self.no_wait.as_ref() else {
+            taken.into_iter().for_each(|q| q.answer(None));
+            return;
+        };
+        // In the order they joined: two SETs of one key keep their order.
+        // (Sorting the keys first measured no faster.)
+        let (_shared, free) = self
+            .stripes
+            .shared_where_free(taken.iter().map(|q| q.key.as_bytes()));
+        let (members, busy): (Vec<_>, Vec<_>) = taken
+            .into_iter()
+            .partition(|q| self.stripes.has(&free, q.key.as_bytes()));
+        busy.into_iter().for_each(|q| q.answer(None));
+        let mut batch = WriteBatch::default();
+        for q in &members {
+            batch.put(q.key.as_bytes(), &q.value);
+        }
+        match self.db.write_opt(batch, &opts.values) {
+            Ok(()) => {
+                let indexed = members.iter().filter(|q| q.expires_at >= 0);
+                self.index_later(
+                    indexed.map(|q| index_key(q.expires_at as u64, q.key.as_bytes())),
+                    opts,
+                );
+                members.into_iter().for_each(|q| q.answer(Some(Ok(()))));
+            }
+            Err(e) if would_stall(&e) => members.into_iter().for_each(|q| q.answer(None)),
+            Err(e) => members.into_iter().for_each(|q| {
+                let failed = self.db_error("write", &q.key, e.clone());
+                q.answer(Some(Err(failed)));
+            }),
         }
     }
 
@@ -1169,6 +1265,31 @@ impl Drop for RocksStore {
     }
 }
 
+/// The write calls and keys of the `Cumulative writes: 12 writes, 3K keys,
+/// …` line of RocksDB's `rocksdb.dbstats` (counts of 10 000 and more come
+/// rounded down with a K, M or G).
+#[cfg(any(test, feature = "fault-injection"))]
+fn parse_writes_and_keys(stats: &str) -> Option<(u64, u64)> {
+    let line = stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Cumulative writes: "))?;
+    let count = |field: &str, unit: &str| -> Option<u64> {
+        let n = field.trim().strip_suffix(unit)?.trim();
+        let (digits, scale) = match n.as_bytes().last()? {
+            b'K' => (&n[..n.len() - 1], 1_000),
+            b'M' => (&n[..n.len() - 1], 1_000_000),
+            b'G' => (&n[..n.len() - 1], 1_000_000_000),
+            _ => (n, 1),
+        };
+        Some(digits.parse::<u64>().ok()? * scale)
+    };
+    let mut fields = line.split(',');
+    Some((
+        count(fields.next()?, "writes")?,
+        count(fields.next()?, "keys")?,
+    ))
+}
+
 /// The smallest byte string greater than every string that starts with
 /// `prefix`; `None` when there is none (`prefix` empty or all `0xFF`).
 fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
@@ -1282,6 +1403,10 @@ fn open_error_text(path: &Path, text: &str) -> KeystoreError {
         .with_source(text),
     }
 }
+
+#[cfg(test)]
+#[path = "group_tests.rs"]
+mod group_tests;
 
 #[cfg(test)]
 mod tests {

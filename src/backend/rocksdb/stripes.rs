@@ -28,6 +28,12 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// share one.
 const STRIPES: usize = 64;
 
+/// Which stripes [`Stripes::shared_where_free`] took, one bit each.
+pub(crate) struct Free(u64);
+
+// One bit of a `u64` per stripe.
+const _: () = assert!(STRIPES <= 64);
+
 /// Whether taking a lock may block the calling thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
@@ -97,6 +103,29 @@ impl Stripes {
         Some(Held::Shared(held))
     }
 
+    /// The stripes of `keys` that are free at once, shared (a group of sets
+    /// on the callers' threads, which never waits); [`has`](Self::has) tells
+    /// which keys' stripes were taken.
+    pub(crate) fn shared_where_free<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k [u8]>,
+    ) -> (Held<'_>, Free) {
+        let mut held = Vec::new();
+        let mut free = 0u64;
+        for s in self.of(keys) {
+            if let Some(g) = self.locks[s].try_read() {
+                held.push(g);
+                free |= 1 << s;
+            }
+        }
+        (Held::Shared(held), Free(free))
+    }
+
+    /// Whether `key`'s stripe is among those `free` says were taken.
+    pub(crate) fn has(&self, free: &Free, key: &[u8]) -> bool {
+        free.0 & (1 << self.index(key)) != 0
+    }
+
     /// The stripes of `keys`, exclusive (sweeps, deletes). `None` only with
     /// [`Wait::No`] when any of them is held.
     pub(crate) fn exclusive<'k>(
@@ -135,5 +164,27 @@ mod tests {
         assert!(s.shared([&b"other"[..]].into_iter(), Wait::No).is_none());
         drop(swept);
         assert!(s.shared_one(b"k", Wait::No).is_some());
+    }
+
+    #[test]
+    fn a_group_of_sets_takes_the_free_stripes_and_tells_which() {
+        let s = Stripes::new();
+        // Two keys on different stripes.
+        let a = b"a".as_slice();
+        let b = (0..1000)
+            .map(|i| format!("b{i}").into_bytes())
+            .find(|k| s.index(k) != s.index(a))
+            .expect("keys spread over stripes");
+        let swept = s.exclusive([a].into_iter(), Wait::No).unwrap();
+        let (held, free) = s.shared_where_free([a, b.as_slice()].into_iter());
+        assert!(!s.has(&free, a), "a sweep holds a's stripe");
+        assert!(s.has(&free, &b));
+        // b's stripe is held shared: a sweep of it must wait.
+        assert!(s.exclusive([b.as_slice()].into_iter(), Wait::No).is_none());
+        drop((held, swept));
+        assert!(
+            s.exclusive([a, b.as_slice()].into_iter(), Wait::No)
+                .is_some()
+        );
     }
 }
