@@ -100,9 +100,15 @@ pub(crate) async fn share_the_thread() {
 
 impl Engine {
     /// The answer to a GET of `key` when memory alone can give it, without
-    /// building a command (the handle asks before it allocates one).
-    pub(crate) fn read_from_memory(&self, key: &str) -> Option<Result<Reply>> {
-        self.with_store(|store| Some(store.get_in_memory(key)?.map(Reply::Value)))
+    /// building a command (the handle asks before it allocates one): the
+    /// value's text, when live, handed to `read` (see
+    /// [`RocksStore::get_in_memory`]).
+    pub(crate) fn read_from_memory<R>(
+        &self,
+        key: &str,
+        read: impl FnOnce(&str) -> R,
+    ) -> Option<Result<Option<R>>> {
+        self.with_store(|store| store.get_in_memory(key, read))
     }
 
     /// The answer to a GET_MANY of `keys` when memory alone can give it,
@@ -202,10 +208,7 @@ impl Engine {
 
     /// Runs `call` on the in-place store (RocksDB), if there is one; a panic
     /// answers `None` (see the module docs).
-    fn with_store(
-        &self,
-        call: impl FnOnce(&RocksStore) -> Option<Result<Reply>>,
-    ) -> Option<Result<Reply>> {
+    fn with_store<R>(&self, call: impl FnOnce(&RocksStore) -> Option<R>) -> Option<R> {
         let guard = self.in_place.load();
         let store = guard.as_ref()?;
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(store)))

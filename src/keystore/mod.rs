@@ -317,8 +317,8 @@ impl Keystore {
             return Ok(None);
         };
         self.recorded(engine, Op::Get, async {
-            let found = self.read_one(engine, name, false).await?;
-            let value = found.map(|f| decode(name, f.json.as_str())).transpose()?;
+            let found = self.read_one(engine, name, false, |json| decode(name, json));
+            let value = found.await?.map(|f| f.value);
             let outcome = value.outcome(Op::Get);
             Ok((value, outcome))
         })
@@ -520,8 +520,9 @@ impl Keystore {
         };
         let eager = self.inner.config.tier.eager_refresh;
         self.recorded(engine, Op::GetOrSet, async {
-            if let Some(found) = self.read_one(engine, name, eager > 0.0).await? {
-                let value = decode(name, found.json.as_str())?;
+            let found = self.read_one(engine, name, eager > 0.0, |json| decode(name, json));
+            if let Some(found) = found.await? {
+                let value = found.value;
                 if let (Some(expires_at), Some(secs)) = (found.expires_at, self.resolve_ttl(ttl))
                     && tier::is_due(self.inner.clock.now_unix(), expires_at, secs, eager)
                     && let flight::Joined::Leader(_, takeoff) =

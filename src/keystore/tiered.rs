@@ -13,11 +13,10 @@ use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::tier::message::Scope;
 use crate::tier::{Copy, Ticket, Tier};
 
-/// The JSON text a read found: the tier's copy (held, not copied), a stale
-/// copy's text, or the backend's own.
+/// The JSON text a batch read found: the tier's copy (held, not copied),
+/// or the backend's own.
 pub(super) enum Text {
     Copy(Arc<Copy>),
-    Shared(Arc<str>),
     Owned(String),
 }
 
@@ -25,15 +24,15 @@ impl Text {
     pub(super) fn as_str(&self) -> &str {
         match self {
             Text::Copy(c) => &c.json,
-            Text::Shared(s) => s,
             Text::Owned(s) => s,
         }
     }
 }
 
 /// What a read of one name found.
-pub(super) struct Found {
-    pub json: Text,
+pub(super) struct Found<T> {
+    /// The value, decoded from the text found.
+    pub value: T,
     /// When the backend's value expires, on the keystore's clock: `Some`
     /// when the read learned it (a tier copy, or a read that asked),
     /// holding `None` for never.
@@ -54,57 +53,64 @@ impl Keystore {
     /// backend (RocksDB's memory read first), filling the tier; when the
     /// backend fails, the tier's stale copy within `keystore.fail_safe.max_age`.
     /// `need_expiry` asks the backend for the remaining TTL too (eager refresh).
-    pub(super) async fn read_one(
+    /// `decode` makes the value of the text found, wherever that is (a warm
+    /// RocksDB read's text is only lent).
+    pub(super) async fn read_one<T>(
         &self,
         engine: &Engine,
         name: &str,
         need_expiry: bool,
-    ) -> Result<Option<Found>> {
+        decode: impl Fn(&str) -> Result<T>,
+    ) -> Result<Option<Found<T>>> {
         let Some(tier) = engine.tier() else {
             if need_expiry {
                 let now = self.inner.clock.now_unix();
-                return Ok(self.entry(engine, name).await?.map(|(json, left)| Found {
-                    json: Text::Owned(json),
-                    expires_at: Some(left.map(|l| now + l)),
-                }));
+                return match self.entry(engine, name).await? {
+                    Some((json, left)) => Ok(Some(Found {
+                        value: decode(&json)?,
+                        expires_at: Some(left.map(|l| now + l)),
+                    })),
+                    None => Ok(None),
+                };
             }
-            let reply = match engine.read_from_memory(name) {
+            let value = match engine.read_from_memory(name, &decode) {
                 Some(answer) => {
                     in_place::share_the_thread().await;
-                    answer?
+                    answer?.transpose()?
                 }
-                None => engine.call(Command::Get { key: name.into() }).await?,
+                None => match engine.call(Command::Get { key: name.into() }).await? {
+                    Reply::Value(json) => json.map(|j| decode(&j)).transpose()?,
+                    other => return Err(unexpected(other)),
+                },
             };
-            return match reply {
-                Reply::Value(json) => Ok(json.map(|j| Found {
-                    json: Text::Owned(j),
-                    expires_at: None,
-                })),
-                other => Err(unexpected(other)),
-            };
+            return Ok(value.map(|value| Found {
+                value,
+                expires_at: None,
+            }));
         };
         if let Some(copy) = tier.get(name) {
             in_place::share_the_thread().await;
             return Ok(Some(Found {
+                value: decode(&copy.json)?,
                 expires_at: Some(copy.expires_at),
-                json: Text::Copy(copy),
             }));
         }
         let ticket = tier.ticket(name);
         let now = self.inner.clock.now_unix();
         match self.entry(engine, name).await {
-            Ok(found) => Ok(found.map(|(json, left)| {
+            Ok(Some((json, left))) => {
                 tier.fill(name, &json, left, ticket);
-                Found {
-                    json: Text::Owned(json),
+                Ok(Some(Found {
+                    value: decode(&json)?,
                     expires_at: Some(left.map(|l| now + l)),
-                }
-            })),
+                }))
+            }
+            Ok(None) => Ok(None),
             Err(e) if backend_failed(&e) => match tier.stale(name) {
                 Some(json) => {
                     tracing::debug!("serving a stale copy of {name:?}: {e}");
                     Ok(Some(Found {
-                        json: Text::Shared(json),
+                        value: decode(&json)?,
                         expires_at: None,
                     }))
                 }

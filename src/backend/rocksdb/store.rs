@@ -150,6 +150,17 @@ thread_local! {
     };
 }
 
+thread_local! {
+    /// The text of the last value read from memory on this thread, kept
+    /// for the next read's (see [`RocksStore::get_in_memory`]). Taken while
+    /// in use: a read nested in another's decoding gets a new buffer.
+    static TEXT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Largest [`TEXT`] buffer a thread keeps (a larger value's text is freed
+/// after its read): a thread's memory is not held by one outsized value.
+const TEXT_KEPT: usize = 64 * 1024;
+
 /// An open RocksDB database plus what the engine needs around it.
 pub(crate) struct RocksStore {
     /// The values (what Python reads).
@@ -477,6 +488,12 @@ impl RocksStore {
         self.clock.now_unix().as_secs_f64()
     }
 
+    /// Whether `entry` has expired, reading the clock only for an entry
+    /// that can (a warm read of a never-expiring value reads no clock).
+    fn expired(&self, entry: &format::Entry) -> bool {
+        entry.expires_at >= 0.0 && entry.is_expired(self.now())
+    }
+
     fn db_error(&self, what: &str, key: &str, e: rocksdb::Error) -> KeystoreError {
         KeystoreError::new(
             ErrorKind::Backend,
@@ -516,24 +533,48 @@ impl RocksStore {
     }
 
     /// [`get`](Self::get), answered from memory only (memtables and block
-    /// cache: `ReadTier::BlockCache` never reads a file). `None` when the
-    /// answer would need disk I/O: the caller then queues the read on the
-    /// worker pool. Safe to call on an async thread: it never blocks on I/O.
-    pub(crate) fn get_in_memory(&self, key: &str) -> Option<Result<Option<String>>> {
-        let read = MEMORY_ONLY.with(|ro| self.db.get_pinned_opt(key.as_bytes(), ro));
-        match read {
+    /// cache: `ReadTier::BlockCache` never reads a file), the text handed to
+    /// `read` (which decodes it) rather than returned: it is built in a
+    /// buffer this thread keeps, so a warm read allocates no text. `None`
+    /// when the answer would need disk I/O: the caller then queues the read
+    /// on the worker pool. Safe to call on an async thread: it never blocks
+    /// on I/O.
+    pub(crate) fn get_in_memory<R>(
+        &self,
+        key: &str,
+        read: impl FnOnce(&str) -> R,
+    ) -> Option<Result<Option<R>>> {
+        let found = MEMORY_ONLY.with(|ro| self.db.get_pinned_opt(key.as_bytes(), ro));
+        match found {
             Ok(None) => Some(Ok(None)),
-            Ok(Some(bytes)) => Some(self.live_value(key, &bytes)),
+            Ok(Some(bytes)) => Some(self.read_live_value(key, &bytes, read)),
             // `Incomplete`: not in memory. Any other error: let the pool
             // read it the normal way and report it with full context.
             Err(_) => None,
         }
     }
 
+    /// [`live_value`](Self::live_value), its text handed to `read`, built in
+    /// this thread's [`TEXT`] buffer.
+    fn read_live_value<R>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        read: impl FnOnce(&str) -> R,
+    ) -> Result<Option<R>> {
+        let entry = format::decode_in(bytes, TEXT.take()).map_err(|why| self.corrupt(key, &why))?;
+        let answer = (!self.expired(&entry)).then(|| read(&entry.data));
+        let buffer = entry.data.into_bytes();
+        if buffer.capacity() <= TEXT_KEPT {
+            TEXT.set(buffer);
+        }
+        Ok(answer)
+    }
+
     /// The data of a stored envelope, or `None` when it has expired.
     fn live_value(&self, key: &str, bytes: &[u8]) -> Result<Option<String>> {
         let entry = format::decode(bytes).map_err(|why| self.corrupt(key, &why))?;
-        if entry.is_expired(self.now()) {
+        if self.expired(&entry) {
             return Ok(None);
         }
         Ok(Some(entry.data))
