@@ -45,7 +45,8 @@
 //! - `format`: the stored value formats shared with Python services.
 //! - [`metrics`]: the hot-path recorder, [`Stats`], the Prometheus registry,
 //!   handles and `/metrics` exporter.
-//! - `clock`, `ttl`, `error`: the small types.
+//! - `clock`, `ttl`, `error`, `turn`: the small types (`turn`: how a task
+//!   that made calls on its own thread gives the others ready there a turn).
 //!
 //! **One GET, followed**: [`Keystore::get_cache`] → `Keystore::run` →
 //! `Engine::call` (engine/request.rs): on RocksDB, `RocksStore::get_in_memory`
@@ -91,6 +92,7 @@ mod keystore;
 pub mod metrics;
 mod tier;
 mod ttl;
+mod turn;
 
 pub use clock::Clock;
 pub use config::{BackendKind, Config, Overrides};

@@ -32,6 +32,7 @@ use crate::backend::rocksdb::group::Member;
 use crate::backend::rocksdb::{RocksStore, SetStarted};
 use crate::backend::{Command, Reply};
 use crate::error::Result;
+use crate::turn::requeue;
 
 /// How a command started on the caller's thread.
 pub(super) enum InPlace {
@@ -49,12 +50,13 @@ pub(super) enum InPlace {
 /// runtime's global queue (where a task woken from outside the runtime,
 /// such as by a worker-pool reply, waits).
 const CALLS_PER_LOOK: u32 = 4;
-/// Calls answered in place on one thread between two unconditional yields
-/// (for tasks woken inside the runtime, which wait in a worker's own queue).
-const CALLS_PER_YIELD: u32 = 256;
+/// Calls answered in place on one thread between two turns given anyway
+/// (to the tasks woken inside the runtime, which wait in a worker's own
+/// queue). A multiple of [`CALLS_PER_LOOK`]: a turn is decided at a look.
+const CALLS_PER_TURN: u32 = 16;
 
 thread_local! {
-    /// Calls answered in place on this thread since it last yielded for them.
+    /// Calls answered in place on this thread since it last gave a turn.
     static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
@@ -69,15 +71,20 @@ thread_local! {
 ///
 /// So every [`CALLS_PER_LOOK`]th call answered in place on a thread looks
 /// whether a task waits in the runtime's global queue, where the pool's
-/// replies wake their callers, and yields if one does; every
-/// [`CALLS_PER_YIELD`]th call yields anyway. A yield costs a few µs even
-/// with nothing else to run (a worker may wake another to steal): yielding
-/// blindly every 64 calls cost the warm GET 64 B bench 15% at 1 caller
-/// (1.04–1.12 M against 1.28 M op/s without it), while a look is a
-/// thread-local handle and one atomic load. Measured on a quiet machine
-/// (BENCHMARKS.md, fourth session): looking every 4 calls, warm GET
-/// 1.25 M op/s at 1 caller, and the main job's cold read run 0.51x raw
-/// with p99.9 19 ms.
+/// replies wake their callers, and gives a turn if one does; every
+/// [`CALLS_PER_TURN`]th call gives one anyway when the runtime has more
+/// tasks than workers (else every task can have a worker of its own, and a
+/// turn would only wake an idle worker to steal the task: at 1 caller that
+/// cost a SET 40%). A look is a thread-local handle and two or three atomic
+/// loads.
+///
+/// A turn is a [`requeue`]: the task goes to the back of its worker's queue
+/// and runs again after the tasks queued before it; with nothing else
+/// ready it runs again at once. (It was tokio's `yield_now` every 256
+/// calls, which parks the task until the worker next polls its I/O driver:
+/// every 61 task polls on a busy worker, so one call in 256 waited for up to
+/// 61 × 256 others. The main job's cold read run then had a p99.9 of
+/// 17–20 ms and a max of 39–58 ms; BENCHMARKS.md, seventh session.)
 ///
 /// Why not tokio's own budget (`coop::consume_budget`): it allows 128
 /// operations per turn whether or not anyone waits, sized for ~50 ns
@@ -86,15 +93,20 @@ thread_local! {
 pub(crate) async fn share_the_thread() {
     let n = CALLS.with(|c| {
         let n = c.get().wrapping_add(1);
-        c.set(if n >= CALLS_PER_YIELD { 0 } else { n });
+        c.set(if n >= CALLS_PER_TURN { 0 } else { n });
         n
     });
-    let due = n >= CALLS_PER_YIELD
-        || (n.is_multiple_of(CALLS_PER_LOOK)
-            && tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.metrics().global_queue_depth() > 0));
+    if !n.is_multiple_of(CALLS_PER_LOOK) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let m = runtime.metrics();
+    let due = m.global_queue_depth() > 0
+        || (n >= CALLS_PER_TURN && m.num_alive_tasks() > m.num_workers());
     if due {
-        tokio::task::yield_now().await;
+        requeue().await;
     }
 }
 

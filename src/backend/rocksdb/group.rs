@@ -13,8 +13,9 @@
 //! A SET that finds nothing under way writes at once, as before: a single
 //! caller waits for nobody. A SET that finds another in-place write under
 //! way, or a group already waiting, **joins** the waiting group instead: it
-//! queues its key and encoded value and yields once, so that the callers
-//! that are ready to run on its thread can join too. When it runs again its
+//! queues its key and encoded value and yields once (to the back of its
+//! worker's queue), so that the callers that are ready to run on its thread
+//! can join too. When it runs again its
 //! SET has either been written by another member, which answered it, or it
 //! takes the whole group and writes it as one batch itself (see
 //! [`RocksStore::write_group`](super::RocksStore::write_group)). Every member
@@ -47,6 +48,8 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::error::Result;
+#[cfg(doc)]
+use crate::turn::requeue;
 
 /// Most SETs one batch write takes. The members beyond wait for the next
 /// batch (written by the first of them to run again).
@@ -160,13 +163,15 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// Lets the callers ready on this thread join, then answers this SET:
+    /// Lets the callers ready on this thread join (a [`requeue`]: the
+    /// member runs again after the tasks queued before it), then answers
+    /// this SET:
     /// written by another member meanwhile, or by `write_group` (which
     /// writes whatever group waits now, this SET's included unless another
     /// member took it). `None` sends the SET to the pool, also when the
     /// member that took it panicked before answering.
     pub(crate) async fn answer(mut self, write_group: impl FnOnce()) -> Answer {
-        tokio::task::yield_now().await;
+        crate::turn::requeue().await;
         if let Ok(answer) = self.rx.try_recv() {
             return answer;
         }
