@@ -72,10 +72,11 @@ thread_local! {
 /// So every [`CALLS_PER_LOOK`]th call answered in place on a thread looks
 /// whether a task waits in the runtime's global queue, where the pool's
 /// replies wake their callers, and gives a turn if one does; every
-/// [`CALLS_PER_TURN`]th call gives one anyway when the runtime has more
-/// tasks than workers (else every task can have a worker of its own, and a
-/// turn would only wake an idle worker to steal the task: at 1 caller that
-/// cost a SET 40%). A look is a thread-local handle and two or three atomic
+/// [`CALLS_PER_TURN`]th call gives one anyway when the runtime has as many
+/// tasks as workers or more (the caller may be a `block_on` future, which
+/// is not a task). With fewer, every task has a worker of its own, and a
+/// turn would only wake an idle worker to steal the task: at 1 caller on 2
+/// workers that cost a SET 40%. A look is a thread-local handle and two or three atomic
 /// loads.
 ///
 /// A turn is a [`requeue`]: the task goes to the back of its worker's queue
@@ -104,7 +105,7 @@ pub(crate) async fn share_the_thread() {
     };
     let m = runtime.metrics();
     let due = m.global_queue_depth() > 0
-        || (n >= CALLS_PER_TURN && m.num_alive_tasks() > m.num_workers());
+        || (n >= CALLS_PER_TURN && m.num_alive_tasks() >= m.num_workers());
     if due {
         requeue().await;
     }

@@ -112,17 +112,17 @@ impl Drop for Writing<'_> {
 
 impl WriteGroup {
     /// Joins the waiting group when there is one or another write is under
-    /// way (the entry built by `queued` only then); else the caller writes
-    /// alone.
+    /// way (the entry built by `queued` only then, outside the group's
+    /// lock); else the caller writes alone.
     pub(crate) fn enter(&self, queued: impl FnOnce() -> (Arc<str>, Vec<u8>, i64)) -> Entry<'_> {
-        let mut queue = self.queue.lock();
-        if queue.is_empty() && self.writing.load(Ordering::Acquire) == 0 {
-            drop(queue);
+        if self.queue.lock().is_empty() && self.writing.load(Ordering::Acquire) == 0 {
             return Entry::Alone(self.start());
         }
         let (key, value, expires_at) = queued();
         let (reply, rx) = oneshot::channel();
-        queue.push(Queued {
+        // The group may have been taken meanwhile: this SET then starts the
+        // next one, which its member writes when it runs again.
+        self.queue.lock().push(Queued {
             key,
             value,
             expires_at,
