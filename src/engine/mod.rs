@@ -32,7 +32,9 @@
 //! Both skip the actor hop but not the actor's ownership: ① uses the open
 //! RocksDB store on the caller's thread, for reads only when memory can
 //! answer (`ReadTier::BlockCache`) and for writes only when RocksDB takes
-//! them without a stall (`no_slowdown`), falling back to the pool otherwise; ② uses the
+//! them without a stall (`no_slowdown`), falling back to the pool otherwise
+//! (concurrent SETs there are written as one batch:
+//! `backend/rocksdb/group.rs`); ② uses the
 //! connection the Redis actor opened and keeps healthy, and falls back to
 //! the mailbox while the actor has none ready.
 //!
