@@ -15,10 +15,15 @@
 //!   it there" memory answers. Fsynced writes (`sync_writes`) always go to
 //!   the pool.
 //!
+//! A SET that finds another in-place write under way joins a group written
+//! as one batch instead ([`group`](crate::backend::rocksdb::group)): it
+//! waits for a turn of its own thread's ready tasks and at most one batch
+//! write, never for a stall.
+//!
 //! Everything else answers `None` here and goes to the pool, which waits
 //! through stalls and file reads as before, under the in-flight limiter and
 //! the request timeout. What does run here is bounded by the number of
-//! caller threads, so it needs no permit.
+//! callers, so it needs no permit.
 //!
 //! A panic in here is not the caller's: it answers `None`, and the pool,
 //! whose supervisor handles backend panics, runs the call the normal way.
@@ -76,8 +81,8 @@ thread_local! {
 /// tasks as workers or more (the caller may be a `block_on` future, which
 /// is not a task). With fewer, every task has a worker of its own, and a
 /// turn would only wake an idle worker to steal the task: at 1 caller on 2
-/// workers that cost a SET 40%. A look is a thread-local handle and two or three atomic
-/// loads.
+/// workers that cost a SET 40%. A look is a thread-local handle and two or
+/// three atomic loads.
 ///
 /// A turn is a [`requeue`]: the task goes to the back of its worker's queue
 /// and runs again after the tasks queued before it; with nothing else
@@ -134,24 +139,16 @@ impl Engine {
     /// waiting: answered at once, or (a SET among concurrent ones) joined to
     /// a group written as one batch.
     pub(super) fn start_in_place(&self, command: &Command) -> InPlace {
-        if let Command::Set { key, json, ttl } = command {
-            let guard = self.in_place.load();
-            let Some(store) = guard.as_ref() else {
-                return InPlace::Elsewhere;
-            };
-            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                store.set_or_join(key, json, *ttl)
-            }));
-            return match started.ok().flatten() {
-                Some(SetStarted::Written(r)) => InPlace::Answered(r.map(|()| Reply::Done)),
-                Some(SetStarted::Joined(member)) => InPlace::Joined(Arc::clone(store), member),
-                None => InPlace::Elsewhere,
-            };
-        }
-        match self.answer_in_place(command) {
-            Some(answer) => InPlace::Answered(answer),
-            None => InPlace::Elsewhere,
-        }
+        let started = match command {
+            Command::Set { key, json, ttl } => self.with_store(|store| {
+                Some(match store.set_or_join(key, json, *ttl)? {
+                    SetStarted::Written(r) => InPlace::Answered(r.map(|()| Reply::Done)),
+                    SetStarted::Joined(member) => InPlace::Joined(Arc::clone(store), member),
+                })
+            }),
+            _ => self.answer_in_place(command).map(InPlace::Answered),
+        };
+        started.unwrap_or(InPlace::Elsewhere)
     }
 
     /// The answer to a SET waiting in a group: `None` sends it the normal
@@ -221,7 +218,7 @@ impl Engine {
 
     /// Runs `call` on the in-place store (RocksDB), if there is one; a panic
     /// answers `None` (see the module docs).
-    fn with_store<R>(&self, call: impl FnOnce(&RocksStore) -> Option<R>) -> Option<R> {
+    fn with_store<R>(&self, call: impl FnOnce(&Arc<RocksStore>) -> Option<R>) -> Option<R> {
         let guard = self.in_place.load();
         let store = guard.as_ref()?;
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(store)))
