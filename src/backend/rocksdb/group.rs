@@ -5,7 +5,7 @@
 //! Every RocksDB write passes once through the write queue and once through
 //! the write-ahead log, whatever it holds. Two threads that each write
 //! batches of 32 keys store 2–3x the keys per second of two threads that
-//! each `put` one key at a time (64 B values, this machine; BENCHMARKS.md,
+//! each `put` one key at a time (100 B values, this machine; BENCHMARKS.md,
 //! seventh session). A handle serving 64 callers on 2 threads was paying the
 //! one-key price for every SET.
 //!
@@ -15,9 +15,9 @@
 //! way, or a group already waiting, **joins** the waiting group instead: it
 //! queues its key and encoded value and yields once (to the back of its
 //! worker's queue), so that the callers that are ready to run on its thread
-//! can join too. When it runs again its
-//! SET has either been written by another member, which answered it, or it
-//! takes the whole group and writes it as one batch itself (see
+//! can join too. When it runs again its SET has either been written by
+//! another member, which answered it, or it takes the whole group and
+//! writes it as one batch itself (see
 //! [`RocksStore::write_group`](super::RocksStore::write_group)). Every member
 //! that resumes tries to write the group, so the group is written as soon as
 //! its first member runs again, and no member waits on one that went away.
@@ -165,11 +165,10 @@ pub(crate) struct Member {
 impl Member {
     /// Lets the callers ready on this thread join (a [`requeue`]: the
     /// member runs again after the tasks queued before it), then answers
-    /// this SET:
-    /// written by another member meanwhile, or by `write_group` (which
-    /// writes whatever group waits now, this SET's included unless another
-    /// member took it). `None` sends the SET to the pool, also when the
-    /// member that took it panicked before answering.
+    /// this SET: written by another member meanwhile, or by `write_group`
+    /// (which writes whatever group waits now, this SET's included unless
+    /// another member took it). `None` sends the SET to the pool, also when
+    /// the member that took it panicked before answering.
     pub(crate) async fn answer(mut self, write_group: impl FnOnce()) -> Answer {
         crate::turn::requeue().await;
         if let Ok(answer) = self.rx.try_recv() {
