@@ -158,7 +158,12 @@ impl Engine {
         member: Member,
     ) -> Option<Result<Reply>> {
         let write = || {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.write_group()));
+            // A panic leaves the taken members' channels closed: they go to
+            // the pool (see `Member::answer`).
+            let _ = unless_panicked(|| {
+                store.write_group();
+                Some(())
+            });
         };
         let answer = member.answer(write).await?;
         Some(answer.map(|()| Reply::Done))
@@ -194,24 +199,35 @@ impl Engine {
     /// fallback to the pool only).
     #[cfg(feature = "fault-injection")]
     pub(crate) fn inject_write_stall(&self, on: bool) -> Result<()> {
-        match self.in_place.load().as_ref() {
-            Some(store) => store.inject_write_stall(on),
-            None => Err(crate::error::KeystoreError::new(
-                crate::error::ErrorKind::Backend,
-                "a write stall can only be injected into an open RocksDB keystore",
-            )),
-        }
+        self.on_open_store(
+            "a write stall can only be injected into an open RocksDB keystore",
+            |store| store.inject_write_stall(on),
+        )
     }
 
     /// RocksDB's count of write calls and keys written to the values (tests
     /// of the group commit only).
     #[cfg(feature = "fault-injection")]
     pub(crate) fn rocksdb_writes_and_keys(&self) -> Result<(u64, u64)> {
+        self.on_open_store(
+            "write counts come from an open RocksDB keystore only",
+            RocksStore::writes_and_keys,
+        )
+    }
+
+    /// Runs a test hook on the open RocksDB store; the error `missing` when
+    /// there is none.
+    #[cfg(feature = "fault-injection")]
+    fn on_open_store<R>(
+        &self,
+        missing: &str,
+        call: impl FnOnce(&RocksStore) -> Result<R>,
+    ) -> Result<R> {
         match self.in_place.load().as_ref() {
-            Some(store) => store.writes_and_keys(),
+            Some(store) => call(store),
             None => Err(crate::error::KeystoreError::new(
                 crate::error::ErrorKind::Backend,
-                "write counts come from an open RocksDB keystore only",
+                missing,
             )),
         }
     }
@@ -221,8 +237,13 @@ impl Engine {
     fn with_store<R>(&self, call: impl FnOnce(&Arc<RocksStore>) -> Option<R>) -> Option<R> {
         let guard = self.in_place.load();
         let store = guard.as_ref()?;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(store)))
-            .ok()
-            .flatten()
+        unless_panicked(|| call(store))
     }
+}
+
+/// `call`'s answer; `None` when it panicked (see the module docs).
+fn unless_panicked<R>(call: impl FnOnce() -> Option<R>) -> Option<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .ok()
+        .flatten()
 }

@@ -5,9 +5,9 @@
 //! TTL one `EVAL` of a `SET … EX` per key, a pipeline of them where the
 //! server refuses scripts; one UNLINK). On a cluster they are split by hash
 //! slot ([`slot`](super::slot)), one command per slot sent concurrently,
-//! and reassembled in the caller's order; a slot whose node fails makes the whole batch fail with an error
-//! that names the keys of the failed slots, so no value can come back under
-//! the wrong name. Prefix deletes walk `SCAN MATCH` in batches (on a cluster,
+//! and reassembled in the caller's order; a slot whose node fails makes the
+//! whole batch fail with an error that names the keys of the failed slots,
+//! so no value can come back under the wrong name. Prefix deletes walk `SCAN MATCH` in batches (on a cluster,
 //! on every master), unlinking each batch as it comes: no single command
 //! blocks the server for long.
 
@@ -127,7 +127,10 @@ pub(super) async fn run_once(
                     // With one: a script call, one command as well, where
                     // the server allows scripts (SET EX has no multi-key
                     // form in Redis 7).
-                    if let (Some(secs), true) = (ttl, group.len() > 1 && target.scripts_allowed()) {
+                    if let Some(secs) = ttl
+                        && group.len() > 1
+                        && target.scripts_allowed()
+                    {
                         let mut eval =
                             sized("EVAL", 2 * group.len() + 3, SET_EX_SCRIPT.len() + data + 40);
                         eval.arg(SET_EX_SCRIPT).arg(group.len());

@@ -148,9 +148,6 @@ thread_local! {
         ro.set_read_tier(ReadTier::BlockCache);
         ro
     };
-}
-
-thread_local! {
     /// The text of the last value read from memory on this thread, kept
     /// for the next read's (see [`RocksStore::get_in_memory`]). Taken while
     /// in use: a read nested in another's decoding gets a new buffer.
@@ -1103,14 +1100,14 @@ impl RocksStore {
     /// under the stripes of its keys, and answers each member (see
     /// [`group`](super::group) for what each is told).
     pub(crate) fn write_group(&self) {
+        // Only SETs that may be written without waiting join (`set_or_join`).
+        let Some(opts) = self.no_wait.as_ref() else {
+            return;
+        };
         let Some((mut taken, _writing)) = self.group.take() else {
             return;
         };
         taken.retain(|q| !q.abandoned());
-        let Some(opts) = self.no_wait.as_ref() else {
-            taken.into_iter().for_each(|q| q.answer(None));
-            return;
-        };
         // In the order they joined: two SETs of one key keep their order.
         // (Sorting the keys first measured no faster.)
         let (_shared, free) = self
