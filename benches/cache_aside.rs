@@ -313,14 +313,14 @@ fn prefix_delete(rt: &tokio::runtime::Runtime, ks: &Keystore, quick: bool) {
             .map(|c| {
                 let (ks, value) = (ks.clone(), value.clone());
                 tokio::spawn(async move {
-                    let entries: Vec<(String, &str)> = (c * chunk..(c + 1) * chunk)
+                    let entries: Vec<(String, &serde_json::Value)> = (c * chunk..(c + 1) * chunk)
                         .map(|i| {
                             let k = if i % 10 == 0 {
                                 format!("doomed:{i}")
                             } else {
                                 format!("kept:{i}")
                             };
-                            (k, value.as_str())
+                            (k, &value)
                         })
                         .collect();
                     ks.set_many(&entries, Ttl::Never).await.expect("fill");

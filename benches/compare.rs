@@ -12,7 +12,8 @@
 //! the handle side with metrics off. `OBJDATAKEY_BENCH_TTL=<seconds>` makes the
 //! handle's SETs carry that TTL (so each also gets an expiry index entry) and
 //! the raw side's envelopes the matching `expires_at`; by default both write
-//! values that never expire.
+//! values that never expire. `OBJDATAKEY_BENCH_VALUE=object` stores JSON
+//! objects of many short fields instead of one long JSON string.
 
 mod support;
 
@@ -31,14 +32,15 @@ fn main() {
     let rt = support::runtime();
     println!(
         "handle vs raw rocksdb::DB: {rounds} rounds of {ops} ops per side and cell, {} cores; \
-         raw side runs min(callers, cores) threads; metrics {}; keys {}",
+         raw side runs min(callers, cores) threads; metrics {}; keys {}; values {}",
         support::cores(),
         if support::metrics_on() { "on" } else { "off" },
         if support::scattered_keys() {
             "scattered"
         } else {
             "in order"
-        }
+        },
+        support::value_kind()
     );
     if let Some(secs) = support::bench_ttl() {
         println!("SETs with a TTL of {secs} s");

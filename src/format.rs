@@ -146,6 +146,40 @@ fn canonical_into(bytes: &[u8], out: &mut Vec<u8>) -> Option<f64> {
     let rest = bytes.strip_prefix(b"{\"data\":")?;
     let rest = skip_spaces(rest).strip_prefix(b"\"")?;
     let rest = unescape_into(rest, out)?;
+    expires_at_field(rest)
+}
+
+/// A stored value's JSON text, as a read lends it to the caller's decoder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Json<'a> {
+    /// The JSON text.
+    Text(&'a str),
+    /// A value that is one JSON string with nothing to unescape in it: the
+    /// string's value (the text between its quotes).
+    PlainString(&'a str),
+}
+
+/// The envelope as [`canonical_into`] reads it, when its data is one JSON
+/// string with nothing to unescape (`{"data":"\"…\"","expires_at":-1}`,
+/// the commonest large value: a page, a token, a blob): that string's
+/// value, borrowed from `bytes` (nothing copied, one pass to find its end,
+/// one for control characters, one for UTF-8), and `expires_at`. `None`
+/// for any other envelope, which [`decode_in`] reads.
+pub(crate) fn plain_string(bytes: &[u8]) -> Option<(&str, f64)> {
+    let rest = bytes.strip_prefix(b"{\"data\":")?;
+    let rest = skip_spaces(rest).strip_prefix(b"\"\\\"")?;
+    let (value, rest) = rest.split_at(memchr::memchr2(b'"', b'\\', rest)?);
+    let rest = rest.strip_prefix(b"\\\"\"")?;
+    if has_control(value) {
+        return None;
+    }
+    let expires_at = expires_at_field(rest)?;
+    Some((std::str::from_utf8(value).ok()?, expires_at))
+}
+
+/// What follows the data's string in a canonical envelope:
+/// `, "expires_at": <integer>}`; answers the integer.
+fn expires_at_field(rest: &[u8]) -> Option<f64> {
     let rest = skip_spaces(rest).strip_prefix(b",")?;
     let rest = skip_spaces(rest).strip_prefix(b"\"expires_at\":")?;
     let rest = skip_spaces(rest);
@@ -178,7 +212,7 @@ fn skip_spaces(b: &[u8]) -> &[u8] {
 /// Whether `run` holds a control character, which a JSON string may not
 /// hold raw. (A fold, not `any`: without an early exit it compiles to
 /// vector compares over the whole run.)
-fn has_control(run: &[u8]) -> bool {
+pub(crate) fn has_control(run: &[u8]) -> bool {
     run.iter().fold(false, |found, &c| found | (c < 0x20))
 }
 
@@ -318,6 +352,55 @@ mod tests {
             "\u{e9}"
         );
         assert!(decode(b"{\"data\":\"\xff\",\"expires_at\":-1}").is_err());
+    }
+
+    #[test]
+    fn a_plain_string_is_read_where_it_stands_and_agrees_with_decode() {
+        let long = format!("\"{}\"", "x".repeat(4094));
+        for text in [
+            r#""""#,
+            r#""hello""#,
+            "\"caf\u{e9} \u{1F600} \u{7f}\"",
+            long.as_str(),
+        ] {
+            for expires in [NEVER, 0, 1_700_000_000] {
+                let bytes = encode(text, expires);
+                let (value, expires_at) = plain_string(&bytes).expect("a plain string");
+                assert_eq!(format!("\"{value}\""), decode(&bytes).unwrap().data);
+                assert_eq!(expires_at, expires as f64);
+                // The value is borrowed from the stored bytes.
+                let start = bytes.as_ptr() as usize;
+                assert!((start..start + bytes.len()).contains(&(value.as_ptr() as usize)));
+            }
+        }
+        let py = br#"{"data": "\"page\"", "expires_at": 1700000000}"#;
+        assert_eq!(plain_string(py), Some(("page", 1_700_000_000.0)));
+        // Everything else goes to `decode_in`, which reads or refuses it.
+        for other in [
+            encode(r#""a\"b""#, NEVER),
+            encode(r#""a\\b""#, NEVER),
+            encode("\"a\nb\"", NEVER),
+            encode(r#"{"a":"b"}"#, NEVER),
+            encode(r#"["a"]"#, NEVER),
+            encode("12", NEVER),
+            encode(r#""a" "#, NEVER),
+            encode(r#""a"#, NEVER),
+            br#"{"data":"\"a\"","expires_at":1700000000.5}"#.to_vec(),
+            br#"{"data":"\"a\"","expires_at":-1,"x":1}"#.to_vec(),
+            br#"{"data":"\"\u00e9\"","expires_at":-1}"#.to_vec(),
+            b"{\"data\":\"\\\"a\tb\\\"\",\"expires_at\":-1}".to_vec(),
+            b"{\"data\":\"\\\"\xff\\\"\",\"expires_at\":-1}".to_vec(),
+            br#"{"data":"\"a\""#.to_vec(),
+            Vec::new(),
+        ] {
+            assert_eq!(
+                plain_string(&other),
+                None,
+                "{}",
+                String::from_utf8_lossy(&other)
+            );
+        }
+        assert!(decode(b"{\"data\":\"\\\"\xff\\\"\",\"expires_at\":-1}").is_err());
     }
 
     #[test]

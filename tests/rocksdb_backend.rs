@@ -583,6 +583,104 @@ async fn compaction_drops_expired_envelopes_that_have_no_index_entry() {
     );
 }
 
+#[derive(Debug, PartialEq, Deserialize)]
+enum Shade {
+    Light,
+    Dark,
+}
+
+/// Every answer a GET of a string value can give, as text to compare.
+async fn string_answers(ks: &Keystore, name: &str) -> Vec<String> {
+    fn shown<T: std::fmt::Debug>(r: objdatakey::Result<Option<T>>) -> String {
+        match r {
+            Ok(v) => format!("{v:?}"),
+            Err(e) => format!("{:?}: {e}", e.kind()),
+        }
+    }
+    vec![
+        shown(ks.get_cache::<String>(name).await),
+        shown(ks.get_cache::<Option<String>>(name).await),
+        shown(ks.get_cache::<serde_json::Value>(name).await),
+        shown(ks.get_cache::<Shade>(name).await),
+        shown(ks.get_cache::<u64>(name).await),
+        shown(ks.get_cache::<serde::de::IgnoredAny>(name).await),
+    ]
+}
+
+/// String values (the ones a RocksDB read lends where they stand, and the
+/// ones it unescapes) give the same answers warm, from files after a
+/// reopen, and as serde_json gives them; a bad one is an error naming its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_values_read_alike_from_memory_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "page ".repeat(1000);
+    let strings = [
+        "Light",
+        "",
+        "caf\u{e9} \u{1F600} \u{7f}",
+        "a \"quoted\" word",
+        "back\\slash",
+        "line\nbreak\ttab",
+        long.as_str(),
+    ];
+    raw_put(
+        &dir.path().join("db"),
+        &[
+            (b"python", br#"{"data": "\"Dark\"", "expires_at": -1}"#),
+            (
+                b"bad_utf8",
+                b"{\"data\":\"\\\"\xff\\\"\",\"expires_at\":-1}",
+            ),
+            (b"old", br#"{"data":"\"gone\"","expires_at":1000}"#),
+        ],
+    );
+    let (ks, _clock) = rocks_keystore(dir.path());
+    for (i, s) in strings.iter().enumerate() {
+        ks.set_cache(&format!("s{i}"), s, Ttl::Never).await.unwrap();
+    }
+    let mut names: Vec<String> = (0..strings.len()).map(|i| format!("s{i}")).collect();
+    names.extend(["python", "bad_utf8", "old"].map(String::from));
+    let mut warm = Vec::new();
+    for name in &names {
+        warm.push(string_answers(&ks, name).await);
+    }
+    ks.shutdown().await;
+    let (ks, _clock) = rocks_keystore(dir.path());
+    for (name, warm) in names.iter().zip(&warm) {
+        assert_eq!(&string_answers(&ks, name).await, warm, "{name}");
+    }
+    ks.shutdown().await;
+
+    for (s, answers) in strings.iter().zip(&warm) {
+        let json = serde_json::to_string(s).unwrap();
+        assert_eq!(answers[0], format!("Some({s:?})"));
+        assert_eq!(answers[1], format!("Some(Some({s:?}))"));
+        assert_eq!(answers[2], format!("Some(String({s:?}))"));
+        let shade = serde_json::from_str::<Shade>(&json);
+        assert_eq!(
+            answers[3].starts_with("Some("),
+            shade.is_ok(),
+            "{}",
+            answers[3]
+        );
+        let number = serde_json::from_str::<u64>(&json).unwrap_err();
+        assert!(answers[4].starts_with("Serialization: "), "{}", answers[4]);
+        assert!(answers[4].ends_with(&number.to_string()), "{}", answers[4]);
+        assert_eq!(answers[5], "Some(IgnoredAny)");
+    }
+    assert_eq!(warm[0][3], "Some(Light)");
+    let python = &warm[strings.len()];
+    assert_eq!(python[0], "Some(\"Dark\")");
+    assert_eq!(python[3], "Some(Dark)");
+    for bad in &warm[strings.len() + 1] {
+        assert!(
+            bad.starts_with("CorruptValue: ") && bad.contains("\"bad_utf8\""),
+            "{bad}"
+        );
+    }
+    assert!(warm[strings.len() + 2].iter().all(|a| a == "None"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_writes_round_trip_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();

@@ -62,19 +62,48 @@ pub fn scattered_keys() -> bool {
         .get_or_init(|| std::env::var("OBJDATAKEY_BENCH_KEYS").is_ok_and(|v| v == "scattered"))
 }
 
-/// A JSON string whose text is `bytes` long: what the handle stores as data.
-pub fn value(bytes: usize) -> String {
-    "x".repeat(bytes.saturating_sub(2))
+/// The value the handle stores, its JSON text `bytes` long: a JSON string
+/// (`"xx…x"`) by default; with `OBJDATAKEY_BENCH_VALUE=object`, an object
+/// of short string and number fields about that long (a read then decodes
+/// it field by field, where a string is handed over whole).
+pub fn value(bytes: usize) -> serde_json::Value {
+    if std::env::var("OBJDATAKEY_BENCH_VALUE").is_ok_and(|v| v == "object") {
+        let mut object = serde_json::Map::new();
+        let mut len = 2;
+        for i in 0u64.. {
+            let (name, field) = if i % 2 == 0 {
+                (format!("field_{i}"), serde_json::json!("abcdefghijklmnopqrstuvwxyz"))
+            } else {
+                (format!("count_{i}"), serde_json::json!(i * 1_000_003))
+            };
+            len += name.len() + field.to_string().len() + 4;
+            if len > bytes {
+                break;
+            }
+            object.insert(name, field);
+        }
+        return serde_json::Value::Object(object);
+    }
+    serde_json::Value::String("x".repeat(bytes.saturating_sub(2)))
+}
+
+/// What `value` the benches store: "string" or "object".
+pub fn value_kind() -> &'static str {
+    if std::env::var("OBJDATAKEY_BENCH_VALUE").is_ok_and(|v| v == "object") {
+        "object"
+    } else {
+        "string"
+    }
 }
 
 /// The bytes the handle stores in RocksDB for `value` with no expiry
 /// (`{"data": "<JSON text>", "expires_at": -1}`, the shared format).
-pub fn envelope(value: &str) -> Vec<u8> {
+pub fn envelope(value: &serde_json::Value) -> Vec<u8> {
     envelope_with(value, serde_json::json!(-1))
 }
 
 /// [`envelope`] for a value that expires `secs` from now.
-pub fn envelope_expiring(value: &str, secs: u64) -> Vec<u8> {
+pub fn envelope_expiring(value: &serde_json::Value, secs: u64) -> Vec<u8> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("a clock after 1970")
@@ -82,8 +111,8 @@ pub fn envelope_expiring(value: &str, secs: u64) -> Vec<u8> {
     envelope_with(value, serde_json::json!(now + secs))
 }
 
-fn envelope_with(value: &str, expires_at: serde_json::Value) -> Vec<u8> {
-    let json = serde_json::to_string(value).expect("a string encodes");
+fn envelope_with(value: &serde_json::Value, expires_at: serde_json::Value) -> Vec<u8> {
+    let json = serde_json::to_string(value).expect("a value encodes");
     serde_json::to_vec(&serde_json::json!({"data": json, "expires_at": expires_at}))
         .expect("an object encodes")
 }
@@ -189,15 +218,15 @@ impl Op {
 }
 
 /// Writes every warm key through the handle (so the data is in the handle's format).
-pub fn fill_handle(rt: &tokio::runtime::Runtime, ks: &Keystore, value: &str) {
+pub fn fill_handle(rt: &tokio::runtime::Runtime, ks: &Keystore, value: &serde_json::Value) {
     rt.block_on(async {
         let tasks: Vec<_> = (0..16u64)
             .map(|t| {
                 let ks = ks.clone();
-                let value = value.to_owned();
+                let value = value.clone();
                 tokio::spawn(async move {
                     for i in (t..WARM_KEYS).step_by(16) {
-                        ks.set_cache(&key(i), value.as_str(), Ttl::Never)
+                        ks.set_cache(&key(i), &value, Ttl::Never)
                             .await
                             .expect("fill");
                     }
@@ -223,7 +252,7 @@ pub fn run_handle(
     rt: &tokio::runtime::Runtime,
     ks: &Keystore,
     op: Op,
-    value: &str,
+    value: &serde_json::Value,
     callers: usize,
     ops: u64,
     ttl: Ttl,
@@ -233,7 +262,7 @@ pub fn run_handle(
         let tasks: Vec<_> = (0..callers as u64)
             .map(|t| {
                 let ks = ks.clone();
-                let value = value.to_owned();
+                let value = value.clone();
                 let step = callers;
                 tokio::spawn(async move {
                     for i in (t..ops).step_by(step) {
@@ -243,7 +272,7 @@ pub fn run_handle(
                                 let v = ks.get_cache::<IgnoredAny>(&k).await.expect("get");
                                 assert!(v.is_some(), "warm key {k} missing");
                             }
-                            Op::Set => ks.set_cache(&k, value.as_str(), ttl).await.expect("set"),
+                            Op::Set => ks.set_cache(&k, &value, ttl).await.expect("set"),
                         }
                     }
                 })

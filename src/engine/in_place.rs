@@ -37,6 +37,7 @@ use crate::backend::rocksdb::group::Member;
 use crate::backend::rocksdb::{RocksStore, SetStarted};
 use crate::backend::{Command, Reply};
 use crate::error::Result;
+use crate::format::Json;
 use crate::turn::requeue;
 
 /// How a command started on the caller's thread.
@@ -124,7 +125,7 @@ impl Engine {
     pub(crate) fn read_from_memory<R>(
         &self,
         key: &str,
-        read: impl FnOnce(&str) -> R,
+        read: impl FnOnce(Json<'_>) -> R,
     ) -> Option<Result<Option<R>>> {
         self.with_store(|store| store.get_in_memory(key, read))
     }

@@ -37,13 +37,16 @@ use crate::clock::Clock;
 use crate::config::{BackendKind, Config, Overrides};
 use crate::engine::{self, Engine, in_place};
 use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::format::Json;
 use crate::metrics::{MetricsRegistry, MetricsServer, Op, Outcome, Stats, TierCount};
 use crate::tier;
 use crate::ttl::Ttl;
+use decode::decode;
 use tiered::Touch;
 
 mod blocking;
 mod builder;
+mod decode;
 mod depth;
 mod flight;
 mod lock;
@@ -367,7 +370,9 @@ impl Keystore {
                     let values = keys
                         .iter()
                         .zip(texts)
-                        .map(|(name, t)| t.map(|t| decode(name, t.as_str())).transpose())
+                        .map(|(name, t)| {
+                            t.map(|t| decode(name, Json::Text(t.as_str()))).transpose()
+                        })
                         .collect::<Result<Vec<_>>>()?;
                     Ok((values, Outcome::Ok))
                 })
@@ -387,12 +392,20 @@ impl Keystore {
                 Reply::Values(values) if values.len() == names.len() => names
                     .iter()
                     .zip(values)
-                    .map(|(name, json)| json.map(|j| decode(name.as_ref(), &j)).transpose())
+                    .map(|(name, json)| {
+                        json.map(|j| decode(name.as_ref(), Json::Text(&j)))
+                            .transpose()
+                    })
                     .collect(),
                 Reply::Texts(texts) if texts.len() == names.len() => names
                     .iter()
                     .enumerate()
-                    .map(|(i, name)| texts.get(i).map(|j| decode(name.as_ref(), j)).transpose())
+                    .map(|(i, name)| {
+                        texts
+                            .get(i)
+                            .map(|j| decode(name.as_ref(), Json::Text(j)))
+                            .transpose()
+                    })
                     .collect(),
                 other => Err(unexpected(other)),
             },
@@ -560,7 +573,7 @@ impl Keystore {
                     ));
                 }
             };
-            Ok((decode(name, &json)?, Outcome::Miss))
+            Ok((decode(name, Json::Text(&json))?, Outcome::Miss))
         })
         .await
     }
@@ -835,20 +848,6 @@ fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<String> {
         KeystoreError::new(
             ErrorKind::Serialization,
             format!("cannot encode the value for key {name:?} as JSON"),
-        )
-        .with_source(e)
-    })
-}
-
-/// The JSON text stored under `name`, decoded as `T`.
-fn decode<T: DeserializeOwned>(name: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| {
-        KeystoreError::new(
-            ErrorKind::Serialization,
-            format!(
-                "the value of key {name:?} is not a valid {}",
-                std::any::type_name::<T>()
-            ),
         )
         .with_source(e)
     })

@@ -10,6 +10,7 @@ use super::{Keystore, unexpected};
 use crate::backend::{Command, Reply, Stored};
 use crate::engine::{Engine, in_place};
 use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::format::Json;
 use crate::tier::message::Scope;
 use crate::tier::{Copy, Ticket, Tier};
 
@@ -60,14 +61,14 @@ impl Keystore {
         engine: &Engine,
         name: &str,
         need_expiry: bool,
-        decode: impl Fn(&str) -> Result<T>,
+        decode: impl Fn(Json<'_>) -> Result<T>,
     ) -> Result<Option<Found<T>>> {
         let Some(tier) = engine.tier() else {
             if need_expiry {
                 let now = self.inner.clock.now_unix();
                 return match self.entry(engine, name).await? {
                     Some((json, left)) => Ok(Some(Found {
-                        value: decode(&json)?,
+                        value: decode(Json::Text(&json))?,
                         expires_at: Some(left.map(|l| now + l)),
                     })),
                     None => Ok(None),
@@ -79,7 +80,7 @@ impl Keystore {
                     answer?.transpose()?
                 }
                 None => match engine.call(Command::Get { key: name.into() }).await? {
-                    Reply::Value(json) => json.map(|j| decode(&j)).transpose()?,
+                    Reply::Value(json) => json.map(|j| decode(Json::Text(&j))).transpose()?,
                     other => return Err(unexpected(other)),
                 },
             };
@@ -91,7 +92,7 @@ impl Keystore {
         if let Some(copy) = tier.get(name) {
             in_place::share_the_thread().await;
             return Ok(Some(Found {
-                value: decode(&copy.json)?,
+                value: decode(Json::Text(&copy.json))?,
                 expires_at: Some(copy.expires_at),
             }));
         }
@@ -101,7 +102,7 @@ impl Keystore {
             Ok(Some((json, left))) => {
                 tier.fill(name, &json, left, ticket);
                 Ok(Some(Found {
-                    value: decode(&json)?,
+                    value: decode(Json::Text(&json))?,
                     expires_at: Some(left.map(|l| now + l)),
                 }))
             }
@@ -110,7 +111,7 @@ impl Keystore {
                 Some(json) => {
                     tracing::debug!("serving a stale copy of {name:?}: {e}");
                     Ok(Some(Found {
-                        value: decode(&json)?,
+                        value: decode(Json::Text(&json))?,
                         expires_at: None,
                     }))
                 }

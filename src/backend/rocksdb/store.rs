@@ -119,7 +119,7 @@ use crate::backend::ValueTexts;
 use crate::clock::Clock;
 use crate::config::RocksDbConfig;
 use crate::error::{ErrorKind, KeystoreError, Result};
-use crate::format;
+use crate::format::{self, Json};
 use crate::ttl::Ttl;
 
 /// Prefix of expiry index keys: `0xFF` cannot occur in UTF-8 names. Index
@@ -485,10 +485,11 @@ impl RocksStore {
         self.clock.now_unix().as_secs_f64()
     }
 
-    /// Whether `entry` has expired, reading the clock only for an entry
-    /// that can (a warm read of a never-expiring value reads no clock).
-    fn expired(&self, entry: &format::Entry) -> bool {
-        entry.expires_at >= 0.0 && entry.is_expired(self.now())
+    /// Whether an entry expiring at `expires_at` has expired, reading the
+    /// clock only for an entry that can (a warm read of a never-expiring
+    /// value reads no clock).
+    fn expired(&self, expires_at: f64) -> bool {
+        expires_at >= 0.0 && format::is_expired(expires_at, self.now())
     }
 
     fn db_error(&self, what: &str, key: &str, e: rocksdb::Error) -> KeystoreError {
@@ -530,16 +531,18 @@ impl RocksStore {
     }
 
     /// [`get`](Self::get), answered from memory only (memtables and block
-    /// cache: `ReadTier::BlockCache` never reads a file), the text handed to
-    /// `read` (which decodes it) rather than returned: it is built in a
-    /// buffer this thread keeps, so a warm read allocates no text. `None`
+    /// cache: `ReadTier::BlockCache` never reads a file), the text lent to
+    /// `read` (which decodes it) rather than returned: a plain string's
+    /// value is lent as it stands in RocksDB's buffer, any other text is
+    /// built in a buffer this thread keeps, so a warm read allocates no
+    /// text. `None`
     /// when the answer would need disk I/O: the caller then queues the read
     /// on the worker pool. Safe to call on an async thread: it never blocks
     /// on I/O.
     pub(crate) fn get_in_memory<R>(
         &self,
         key: &str,
-        read: impl FnOnce(&str) -> R,
+        read: impl FnOnce(Json<'_>) -> R,
     ) -> Option<Result<Option<R>>> {
         let found = MEMORY_ONLY.with(|ro| self.db.get_pinned_opt(key.as_bytes(), ro));
         match found {
@@ -551,16 +554,20 @@ impl RocksStore {
         }
     }
 
-    /// [`live_value`](Self::live_value), its text handed to `read`, built in
-    /// this thread's [`TEXT`] buffer.
+    /// [`live_value`](Self::live_value), handed to `read`: a plain string's
+    /// value as it stands in `bytes` (see [`format::plain_string`]), any
+    /// other text built in this thread's [`TEXT`] buffer.
     fn read_live_value<R>(
         &self,
         key: &str,
         bytes: &[u8],
-        read: impl FnOnce(&str) -> R,
+        read: impl FnOnce(Json<'_>) -> R,
     ) -> Result<Option<R>> {
+        if let Some((value, expires_at)) = format::plain_string(bytes) {
+            return Ok((!self.expired(expires_at)).then(|| read(Json::PlainString(value))));
+        }
         let entry = format::decode_in(bytes, TEXT.take()).map_err(|why| self.corrupt(key, &why))?;
-        let answer = (!self.expired(&entry)).then(|| read(&entry.data));
+        let answer = (!self.expired(entry.expires_at)).then(|| read(Json::Text(&entry.data)));
         let buffer = entry.data.into_bytes();
         if buffer.capacity() <= TEXT_KEPT {
             TEXT.set(buffer);
@@ -571,7 +578,7 @@ impl RocksStore {
     /// The data of a stored envelope, or `None` when it has expired.
     fn live_value(&self, key: &str, bytes: &[u8]) -> Result<Option<String>> {
         let entry = format::decode(bytes).map_err(|why| self.corrupt(key, &why))?;
-        if self.expired(&entry) {
+        if self.expired(entry.expires_at) {
             return Ok(None);
         }
         Ok(Some(entry.data))
