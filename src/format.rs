@@ -217,19 +217,21 @@ pub(crate) fn has_control(run: &[u8]) -> bool {
 }
 
 /// Appends the string starting at `b` (just after its opening quote),
-/// unescaped, to `out`; answers what follows its closing quote. The runs
-/// between escapes are found with `memchr2` (vector instructions, tens of
-/// bytes a cycle): a 4 KiB value is most of a warm read's decoding.
+/// unescaped, to `out`; answers what follows its closing quote.
+///
+/// A run between escapes is looked for a word (8 bytes) at a time over its
+/// first [`SHORT_RUN`] bytes, then with `memchr2` (vector instructions,
+/// tens of bytes a cycle): an object's text has an escape every few bytes
+/// (`\"` around each name), where a `memchr2` call per run costs more
+/// than the run, and a long string has one at each end, where `memchr2`
+/// is the fastest way through. Measured on 4 KiB values (BENCHMARKS.md):
+/// an object's envelope 3.1 µs → 2.3 µs, a string's unchanged (0.17 µs).
 fn unescape_into<'b>(b: &'b [u8], out: &mut Vec<u8>) -> Option<&'b [u8]> {
     out.reserve(b.len());
     let mut i = 0;
     loop {
-        let end = i + memchr::memchr2(b'"', b'\\', &b[i..])?;
-        let run = &b[i..end];
-        if has_control(run) {
-            return None;
-        }
-        out.extend_from_slice(run);
+        let end = run_end(b, i)?;
+        out.extend_from_slice(&b[i..end]);
         if b[end] == b'"' {
             return Some(&b[end + 1..]);
         }
@@ -244,6 +246,41 @@ fn unescape_into<'b>(b: &'b [u8], out: &mut Vec<u8>) -> Option<&'b [u8]> {
         });
         i = end + 2;
     }
+}
+
+/// How far [`unescape_into`] looks for the end of a run a word at a time
+/// before it hands the rest of the run to `memchr2`.
+const SHORT_RUN: usize = 32;
+
+/// Where the run of plain bytes starting at `start` ends: the index of the
+/// next quote or backslash. `None` when a control character comes first
+/// (a JSON string may not hold one raw) or the string never ends.
+fn run_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    while i - start < SHORT_RUN {
+        let Some(word) = b.get(i..i + 8) else { break };
+        let found = specials(u64::from_le_bytes(word.try_into().ok()?));
+        if found != 0 {
+            // The lowest flagged byte is exact (a borrow only runs upward).
+            let end = i + found.trailing_zeros() as usize / 8;
+            return (b[end] >= 0x20).then_some(end);
+        }
+        i += 8;
+    }
+    let end = i + memchr::memchr2(b'"', b'\\', &b[i..])?;
+    (!has_control(&b[i..end])).then_some(end)
+}
+
+/// The high bit of each byte of `word` (little-endian) that is a quote, a
+/// backslash or a control character, and possibly of bytes above the
+/// first such (Mycroft's zero-byte test, as serde_json scans its strings).
+fn specials(word: u64) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x;
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = zero_in(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_in(word ^ (ONES * u64::from(b'\\')));
+    (control | quote | backslash) & (ONES << 7)
 }
 
 #[cfg(test)]
@@ -352,6 +389,59 @@ mod tests {
             "\u{e9}"
         );
         assert!(decode(b"{\"data\":\"\xff\",\"expires_at\":-1}").is_err());
+    }
+
+    /// A run's end is found wherever it falls: in each byte of the words
+    /// looked at one at a time, and past them, where `memchr2` looks.
+    #[test]
+    fn every_escape_and_stray_byte_is_found_wherever_it_falls() {
+        let strays: [&[u8]; 9] = [
+            b"\"",
+            b"\\",
+            b"\\n",
+            b"\\u0041",
+            b"\n",
+            b"\x1f",
+            b"\x7f",
+            b"\xc3\xa9",
+            b"\xff",
+        ];
+        for at in 0..(SHORT_RUN + 24) {
+            for stray in strays {
+                for tail in [0, 1, 7, 8, 9, 40] {
+                    let mut data = vec![b'x'; at];
+                    data.extend_from_slice(stray);
+                    data.extend(std::iter::repeat_n(b'y', tail));
+                    let mut bytes = b"{\"data\":\"".to_vec();
+                    bytes.extend_from_slice(&data);
+                    bytes.extend_from_slice(b"\",\"expires_at\":-1}");
+                    let ours = decode(&bytes).map(|e| e.data);
+                    let theirs = serde_json::from_slice::<EnvelopeText<'_>>(&bytes)
+                        .map(|e| e.data.into_owned());
+                    // The fast path reads exactly what it accepts.
+                    if let Some(fast) = decode_canonical(&bytes) {
+                        assert_eq!(Some(&fast.data), theirs.as_ref().ok());
+                    }
+                    assert_eq!(
+                        ours.is_ok(),
+                        theirs.is_ok(),
+                        "{}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                    if let (Ok(a), Ok(b)) = (ours, theirs) {
+                        assert_eq!(a, b);
+                    }
+                }
+            }
+        }
+        // Written by `encode`, every text reads back through the fast path.
+        for at in 0..(SHORT_RUN + 24) {
+            for stray in ["\"", "\\", "\u{7f}", "é", "\u{1F600}", "/"] {
+                let text = format!("{}{stray}{}", "x".repeat(at), "y".repeat(9));
+                let bytes = encode(&text, NEVER);
+                assert_eq!(decode_canonical(&bytes).expect("canonical").data, text);
+            }
+        }
     }
 
     #[test]

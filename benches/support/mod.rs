@@ -72,7 +72,10 @@ pub fn value(bytes: usize) -> serde_json::Value {
         let mut len = 2;
         for i in 0u64.. {
             let (name, field) = if i % 2 == 0 {
-                (format!("field_{i}"), serde_json::json!("abcdefghijklmnopqrstuvwxyz"))
+                (
+                    format!("field_{i}"),
+                    serde_json::json!("abcdefghijklmnopqrstuvwxyz"),
+                )
             } else {
                 (format!("count_{i}"), serde_json::json!(i * 1_000_003))
             };
