@@ -28,7 +28,9 @@
 //! - `keystore/`: the [`Keystore`] handle (async), [`BlockingKeystore`] and
 //!   [`KeystoreBuilder`]. Every operation goes through one request path,
 //!   `Keystore::run`: resolve the command → the engine → finish the typed
-//!   answer → record the outcome.
+//!   answer → record the outcome. `keystore/decode.rs` turns a stored JSON
+//!   text into the caller's type (serde_json, with a shortcut for a value
+//!   that is one plain JSON string).
 //! - `engine/`: the actors and the path of a request through them. Its
 //!   module doc holds **the actor map**: who owns whom, the messages and
 //!   channels, the two shortcuts past the actors, and the shutdown order.
@@ -54,7 +56,8 @@
 //! permit is taken and the command goes over the Redis direct path
 //! (`RedisDirect::call`, backend/redis/direct.rs) or into the backend slot
 //! as a `Request` (RocksDB: a pool worker runs `RocksStore::get`); the reply
-//! comes back on a oneshot, `run` decodes the JSON into `T` and records a
+//! comes back on a oneshot, `run` decodes the JSON into `T` (a warm RocksDB
+//! read lends a plain string value where it stands) and records a
 //! hit or miss into the `Recorder`, which the metrics actor drains into
 //! [`Stats`] and Prometheus.
 //!

@@ -535,10 +535,9 @@ impl RocksStore {
     /// `read` (which decodes it) rather than returned: a plain string's
     /// value is lent as it stands in RocksDB's buffer, any other text is
     /// built in a buffer this thread keeps, so a warm read allocates no
-    /// text. `None`
-    /// when the answer would need disk I/O: the caller then queues the read
-    /// on the worker pool. Safe to call on an async thread: it never blocks
-    /// on I/O.
+    /// text. `None` when the answer would need disk I/O: the caller then
+    /// queues the read on the worker pool. Safe to call on an async thread:
+    /// it never blocks on I/O.
     pub(crate) fn get_in_memory<R>(
         &self,
         key: &str,
