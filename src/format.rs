@@ -143,10 +143,14 @@ fn general_into(bytes: &[u8], out: &mut String) -> Result<f64, String> {
 /// bad bytes), which the general decoder then reads or explains; `out` may
 /// then hold part of the text, which the caller drops.
 fn canonical_into(bytes: &[u8], out: &mut Vec<u8>) -> Option<f64> {
-    let rest = bytes.strip_prefix(b"{\"data\":")?;
-    let rest = skip_spaces(rest).strip_prefix(b"\"")?;
-    let rest = unescape_into(rest, out)?;
+    let rest = unescape_into(data_string(bytes)?, out)?;
     expires_at_field(rest)
+}
+
+/// The bytes of a canonical envelope just after the opening quote of its
+/// data's string (`{"data":"`, spaces allowed before the quote).
+fn data_string(bytes: &[u8]) -> Option<&[u8]> {
+    skip_spaces(bytes.strip_prefix(b"{\"data\":")?).strip_prefix(b"\"")
 }
 
 /// A stored value's JSON text, as a read lends it to the caller's decoder.
@@ -162,18 +166,13 @@ pub(crate) enum Json<'a> {
 /// The envelope as [`canonical_into`] reads it, when its data is one JSON
 /// string with nothing to unescape (`{"data":"\"…\"","expires_at":-1}`,
 /// the commonest large value: a page, a token, a blob): that string's
-/// value, borrowed from `bytes` (nothing copied, one pass to find its end,
-/// one for control characters, one for UTF-8), and `expires_at`. `None`
-/// for any other envelope, which [`decode_in`] reads.
+/// value, borrowed from `bytes` (nothing copied: [`run_end`] finds its
+/// end, then one UTF-8 check), and `expires_at`. `None` for any other
+/// envelope, which [`decode_in`] reads.
 pub(crate) fn plain_string(bytes: &[u8]) -> Option<(&str, f64)> {
-    let rest = bytes.strip_prefix(b"{\"data\":")?;
-    let rest = skip_spaces(rest).strip_prefix(b"\"\\\"")?;
-    let (value, rest) = rest.split_at(memchr::memchr2(b'"', b'\\', rest)?);
-    let rest = rest.strip_prefix(b"\\\"\"")?;
-    if has_control(value) {
-        return None;
-    }
-    let expires_at = expires_at_field(rest)?;
+    let rest = data_string(bytes)?.strip_prefix(b"\\\"")?;
+    let (value, rest) = rest.split_at(run_end(rest, 0)?);
+    let expires_at = expires_at_field(rest.strip_prefix(b"\\\"\"")?)?;
     Some((std::str::from_utf8(value).ok()?, expires_at))
 }
 
@@ -212,7 +211,7 @@ fn skip_spaces(b: &[u8]) -> &[u8] {
 /// Whether `run` holds a control character, which a JSON string may not
 /// hold raw. (A fold, not `any`: without an early exit it compiles to
 /// vector compares over the whole run.)
-pub(crate) fn has_control(run: &[u8]) -> bool {
+fn has_control(run: &[u8]) -> bool {
     run.iter().fold(false, |found, &c| found | (c < 0x20))
 }
 
@@ -255,7 +254,7 @@ const SHORT_RUN: usize = 32;
 /// Where the run of plain bytes starting at `start` ends: the index of the
 /// next quote or backslash. `None` when a control character comes first
 /// (a JSON string may not hold one raw) or the string never ends.
-fn run_end(b: &[u8], start: usize) -> Option<usize> {
+pub(crate) fn run_end(b: &[u8], start: usize) -> Option<usize> {
     let mut i = start;
     while i - start < SHORT_RUN {
         let Some(word) = b.get(i..i + 8) else { break };

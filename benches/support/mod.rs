@@ -67,7 +67,7 @@ pub fn scattered_keys() -> bool {
 /// of short string and number fields about that long (a read then decodes
 /// it field by field, where a string is handed over whole).
 pub fn value(bytes: usize) -> serde_json::Value {
-    if std::env::var("OBJDATAKEY_BENCH_VALUE").is_ok_and(|v| v == "object") {
+    if object_values() {
         let mut object = serde_json::Map::new();
         let mut len = 2;
         for i in 0u64.. {
@@ -90,13 +90,14 @@ pub fn value(bytes: usize) -> serde_json::Value {
     serde_json::Value::String("x".repeat(bytes.saturating_sub(2)))
 }
 
-/// What `value` the benches store: "string" or "object".
+/// Whether the benches store objects (`OBJDATAKEY_BENCH_VALUE=object`).
+fn object_values() -> bool {
+    std::env::var("OBJDATAKEY_BENCH_VALUE").is_ok_and(|v| v == "object")
+}
+
+/// What [`value`] the benches store: "string" or "object".
 pub fn value_kind() -> &'static str {
-    if std::env::var("OBJDATAKEY_BENCH_VALUE").is_ok_and(|v| v == "object") {
-        "object"
-    } else {
-        "string"
-    }
+    if object_values() { "object" } else { "string" }
 }
 
 /// The bytes the handle stores in RocksDB for `value` with no expiry

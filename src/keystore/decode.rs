@@ -6,9 +6,10 @@
 //! the caller's type as the text between its quotes. serde_json would scan
 //! that text eight bytes at a time for quotes, backslashes and control
 //! characters; the shortcut is told by a RocksDB read that found the string
-//! in the stored envelope ([`Json::PlainString`]), or finds out with
-//! `memchr2` and a vector compare, in about a third of serde_json's time on
-//! a 4 KiB value (see BENCHMARKS.md).
+//! in the stored envelope ([`Json::PlainString`]), or finds out with the
+//! envelope decoder's own scan (`format::run_end`: `memchr2` and a vector
+//! compare), in about a third of serde_json's time on a 4 KiB value (see
+//! BENCHMARKS.md).
 //!
 //! The shortcut answers exactly what serde_json answers. [`PlainString`]
 //! takes only the requests serde_json answers by visiting the string itself
@@ -20,7 +21,7 @@
 use serde::de::{DeserializeOwned, Deserializer, Error as _, Visitor};
 
 use crate::error::{ErrorKind, KeystoreError, Result};
-use crate::format::{Json, has_control};
+use crate::format::{Json, run_end};
 
 /// The value stored under `name`, `json` decoded as `T`.
 pub(super) fn decode<T: DeserializeOwned>(name: &str, json: Json<'_>) -> Result<T> {
@@ -48,11 +49,12 @@ pub(super) fn decode<T: DeserializeOwned>(name: &str, json: Json<'_>) -> Result<
 
 /// The value of `json` when it is exactly one JSON string with no escape
 /// and no control character in it: the text between its quotes, as it
-/// stands.
+/// stands (the string's first quote or backslash is its last byte, a
+/// quote).
 fn plain_value(json: &str) -> Option<&str> {
-    let value = json.strip_prefix('"')?.strip_suffix('"')?;
-    let bytes = value.as_bytes();
-    (memchr::memchr2(b'"', b'\\', bytes).is_none() && !has_control(bytes)).then_some(value)
+    let rest = json.strip_prefix('"')?;
+    let end = run_end(rest.as_bytes(), 0)?;
+    (end + 1 == rest.len() && rest.as_bytes()[end] == b'"').then(|| &rest[..end])
 }
 
 /// A deserializer over a JSON string's value (see [`plain_value`]).
@@ -69,10 +71,16 @@ macro_rules! declined {
                 $($(_: $ty,)*)?
                 _: V,
             ) -> serde_json::Result<V::Value> {
-                Err(serde_json::Error::custom("left to serde_json"))
+                Err(declined())
             }
         )*
     };
+}
+
+/// The error of a declined request (never shown: [`decode`] then asks
+/// serde_json).
+fn declined() -> serde_json::Error {
+    serde_json::Error::custom("left to serde_json")
 }
 
 impl<'de> Deserializer<'de> for PlainString<'de> {
@@ -105,7 +113,7 @@ impl<'de> Deserializer<'de> for PlainString<'de> {
     ) -> serde_json::Result<V::Value> {
         // serde_json's private markers (`RawValue`, `Number`) take its own path.
         if name.starts_with("$serde_json") {
-            return Err(serde_json::Error::custom("left to serde_json"));
+            return Err(declined());
         }
         visitor.visit_newtype_struct(self)
     }

@@ -7,9 +7,9 @@
 //! slot ([`slot`](super::slot)), one command per slot sent concurrently,
 //! and reassembled in the caller's order; a slot whose node fails makes the
 //! whole batch fail with an error that names the keys of the failed slots,
-//! so no value can come back under the wrong name. Prefix deletes walk `SCAN MATCH` in batches (on a cluster,
-//! on every master), unlinking each batch as it comes: no single command
-//! blocks the server for long.
+//! so no value can come back under the wrong name. Prefix deletes walk
+//! `SCAN MATCH` in batches (on a cluster, on every master), unlinking each
+//! batch as it comes: no single command blocks the server for long.
 
 use futures_util::future::join_all;
 use redis::RedisError;

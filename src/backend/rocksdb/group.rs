@@ -48,7 +48,6 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::error::Result;
-#[cfg(doc)]
 use crate::turn::requeue;
 
 /// Most SETs one batch write takes. The members beyond wait for the next
@@ -170,7 +169,7 @@ impl Member {
     /// another member took it). `None` sends the SET to the pool, also when
     /// the member that took it panicked before answering.
     pub(crate) async fn answer(mut self, write_group: impl FnOnce()) -> Answer {
-        crate::turn::requeue().await;
+        requeue().await;
         if let Ok(answer) = self.rx.try_recv() {
             return answer;
         }
