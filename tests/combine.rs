@@ -65,9 +65,15 @@ async fn concurrent_gets(
 
 /// MGET calls the server has answered (`INFO commandstats`).
 fn mget_calls(server: &RedisServer) -> u64 {
+    calls(server, "mget")
+}
+
+/// Calls of `command` (lower case) the server has answered.
+fn calls(server: &RedisServer, command: &str) -> u64 {
     let info = server.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_mget:calls="))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|rest| rest.split(',').next())
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
@@ -233,6 +239,50 @@ async fn concurrent_sets_are_combined_and_each_lands_with_its_own_ttl() {
     ks.set_cache("oom:0", "fine", Ttl::Seconds(60))
         .await
         .unwrap();
+    ks.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sets_of_more_than_2_kib_of_json_are_never_combined() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let ks = keystore(
+        server_config(BackendKind::Redis, server.port),
+        Duration::from_secs(5),
+    );
+    let names: Vec<String> = (0..300).map(|i| format!("big:{i}")).collect();
+    // 2 049 bytes of JSON: one past the longest a combined SET carries.
+    let big = |name: &str| format!("{name}:{}", "x".repeat(2047 - name.len() - 1));
+    assert_eq!(serde_json::to_string(&big("big:7")).unwrap().len(), 2049);
+    let sets = concurrently(&ks, &names, 1024, |ks, n, name| async move {
+        ks.set_cache(&name, &big(&name), ttl_of(n)).await
+    })
+    .await;
+    for (name, done) in sets {
+        done.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(
+        (calls(&server, "eval"), calls(&server, "mset")),
+        (0, 0),
+        "a SET of more than 2 KiB was combined"
+    );
+    assert_eq!(calls(&server, "set"), 1024, "one SET per caller");
+    let values: Vec<Option<String>> = ks.get_many(&names).await.unwrap();
+    for (n, (name, value)) in names.iter().zip(values).enumerate() {
+        assert_eq!(value, Some(big(name)), "{name}");
+        let left = ks.ttl(name).await.unwrap();
+        match (ttl_of(n), left) {
+            (Ttl::Never, Some(Ttl::Never)) => {}
+            (Ttl::Seconds(want), Some(Ttl::Seconds(left))) => {
+                assert!(left <= want && left + 60 >= want, "{name}: {left} s left");
+            }
+            (want, got) => panic!("{name}: TTL {got:?}, written with {want:?}"),
+        }
+    }
+    // The same load with small values is combined (the check above can fail).
+    every_set_lands_with_its_own_ttl(&ks).await;
+    assert!(calls(&server, "eval") + calls(&server, "mset") > 0);
     ks.shutdown().await;
 }
 
