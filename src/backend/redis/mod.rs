@@ -19,8 +19,8 @@
 //!   caller without crossing threads).
 //!
 //! - [`combine`]: beyond 16 commands in flight, waiting GETs combined
-//!   into one MGET and waiting SETs into one MSET or script call per TTL
-//!   (none added at 1 caller).
+//!   into one MGET and waiting SETs of at most 2 KiB into one MSET or
+//!   script call per TTL (none added at 1 caller).
 //! - [`backplane`]: [`Backplane`], the actor that holds the pub/sub
 //!   subscription of the in-process tier's invalidations, on a connection
 //!   of its own.
