@@ -181,16 +181,31 @@ async fn every_set_lands_with_its_own_ttl(ks: &Keystore) {
         for (name, done) in concurrent_sets(ks, &names, 1024).await {
             done.unwrap_or_else(|e| panic!("round {round}: {name}: {e}"));
         }
-        let values: Vec<Option<String>> = ks.get_many(&names).await.unwrap();
-        for (n, (name, value)) in names.iter().zip(values).enumerate() {
-            assert_eq!(value, Some(format!("v-{name}")), "round {round}");
-            match (ttl_of(n), ks.ttl(name).await.unwrap()) {
-                (Ttl::Never, Some(Ttl::Never)) => {}
-                (Ttl::Seconds(want), Some(Ttl::Seconds(left))) => {
-                    assert!(left <= want && left + 60 >= want, "{name}: {left} s left");
-                }
-                (want, got) => panic!("round {round}: {name}: TTL {got:?}, written with {want:?}"),
+        assert_landed(
+            ks,
+            &names,
+            |name| format!("v-{name}"),
+            &format!("round {round}"),
+        )
+        .await;
+    }
+}
+
+/// Every name of `names` holds `want(name)`, with the TTL of its place
+/// ([`ttl_of`]).
+async fn assert_landed(ks: &Keystore, names: &[String], want: impl Fn(&str) -> String, at: &str) {
+    let values: Vec<Option<String>> = ks.get_many(names).await.unwrap();
+    for (n, (name, value)) in names.iter().zip(values).enumerate() {
+        assert_eq!(value, Some(want(name)), "{at}: {name}");
+        match (ttl_of(n), ks.ttl(name).await.unwrap()) {
+            (Ttl::Never, Some(Ttl::Never)) => {}
+            (Ttl::Seconds(want), Some(Ttl::Seconds(left))) => {
+                assert!(
+                    left <= want && left + 60 >= want,
+                    "{at}: {name}: {left} s left"
+                );
             }
+            (want, got) => panic!("{at}: {name}: TTL {got:?}, written with {want:?}"),
         }
     }
 }
@@ -268,18 +283,7 @@ async fn sets_of_more_than_2_kib_of_json_are_never_combined() {
         "a SET of more than 2 KiB was combined"
     );
     assert_eq!(calls(&server, "set"), 1024, "one SET per caller");
-    let values: Vec<Option<String>> = ks.get_many(&names).await.unwrap();
-    for (n, (name, value)) in names.iter().zip(values).enumerate() {
-        assert_eq!(value, Some(big(name)), "{name}");
-        let left = ks.ttl(name).await.unwrap();
-        match (ttl_of(n), left) {
-            (Ttl::Never, Some(Ttl::Never)) => {}
-            (Ttl::Seconds(want), Some(Ttl::Seconds(left))) => {
-                assert!(left <= want && left + 60 >= want, "{name}: {left} s left");
-            }
-            (want, got) => panic!("{name}: TTL {got:?}, written with {want:?}"),
-        }
-    }
+    assert_landed(&ks, &names, big, "over 2 KiB").await;
     // The same load with small values is combined (the check above can fail).
     every_set_lands_with_its_own_ttl(&ks).await;
     assert!(calls(&server, "eval") + calls(&server, "mset") > 0);
