@@ -21,6 +21,14 @@ fn keystore(config: Config, timeout: Duration) -> Keystore {
         .unwrap()
 }
 
+/// A redis-server of the test's own and a keystore on it with `timeout`;
+/// `None` when redis-server is missing (outside CI).
+fn server_and_keystore(timeout: Duration) -> Option<(RedisServer, Keystore)> {
+    let server = RedisServer::start()?;
+    let ks = keystore(server_config(BackendKind::Redis, server.port), timeout);
+    Some((server, ks))
+}
+
 /// `callers` concurrent tasks, task `i` running `call(ks, n, name)` with
 /// `n = i % names.len()` and `name = names[n]`; answers each task's name and
 /// result.
@@ -98,13 +106,9 @@ async fn every_caller_gets_its_own_value(ks: &Keystore) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_gets_are_combined_and_each_caller_gets_its_own_value() {
-    let Some(server) = RedisServer::start() else {
+    let Some((server, ks)) = server_and_keystore(Duration::from_secs(5)) else {
         return;
     };
-    let ks = keystore(
-        server_config(BackendKind::Redis, server.port),
-        Duration::from_secs(5),
-    );
     every_caller_gets_its_own_value(&ks).await;
     assert!(mget_calls(&server) > 0, "no GET was combined into an MGET");
 
@@ -212,13 +216,9 @@ async fn assert_landed(ks: &Keystore, names: &[String], want: impl Fn(&str) -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sets_are_combined_and_each_lands_with_its_own_ttl() {
-    let Some(server) = RedisServer::start() else {
+    let Some((server, ks)) = server_and_keystore(Duration::from_secs(5)) else {
         return;
     };
-    let ks = keystore(
-        server_config(BackendKind::Redis, server.port),
-        Duration::from_secs(5),
-    );
     every_set_lands_with_its_own_ttl(&ks).await;
 
     // The server refuses every write (no memory left): each caller gets
@@ -259,13 +259,9 @@ async fn concurrent_sets_are_combined_and_each_lands_with_its_own_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sets_of_more_than_2_kib_of_json_are_never_combined() {
-    let Some(server) = RedisServer::start() else {
+    let Some((server, ks)) = server_and_keystore(Duration::from_secs(5)) else {
         return;
     };
-    let ks = keystore(
-        server_config(BackendKind::Redis, server.port),
-        Duration::from_secs(5),
-    );
     let names: Vec<String> = (0..300).map(|i| format!("big:{i}")).collect();
     // 2 049 bytes of JSON: one past the longest a combined SET carries.
     let big = |name: &str| format!("{name}:{}", "x".repeat(2047 - name.len() - 1));
@@ -302,13 +298,9 @@ async fn combined_sets_across_cluster_slots_land_under_their_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_server_times_each_caller_out_naming_its_key() {
-    let Some(server) = RedisServer::start() else {
+    let Some((server, ks)) = server_and_keystore(Duration::from_millis(500)) else {
         return;
     };
-    let ks = keystore(
-        server_config(BackendKind::Redis, server.port),
-        Duration::from_millis(500),
-    );
     ks.set_cache("s:0", "x", Ttl::Seconds(600)).await.unwrap();
     server.signal("STOP");
     let names: Vec<String> = (0..64).map(|i| format!("s:{i}")).collect();
