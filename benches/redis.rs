@@ -18,6 +18,12 @@
 //! `KeystoreBuilder::io_on_engine_thread` (the driver on the engine's own
 //! thread).
 //!
+//! Each 1-caller cell also has a `control` row: a second raw connection
+//! measured against the first exactly as the handle is (same rounds, same
+//! alternation, same statistic). Raw against itself is 1.0x in truth, so
+//! that row shows how far this machine moves a 1-caller ratio by itself: on
+//! the 2-core guest of BENCHMARKS.md, 0.89x-1.05x (tenth session).
+//!
 //! `cargo bench --bench redis` (add `-- --quick`, or set
 //! `OBJDATAKEY_BENCH_QUICK=1`, for a short run). Set `OBJDATAKEY_BENCH_METRICS=0`
 //! to run the handle side with metrics recording off.
@@ -45,6 +51,7 @@ fn main() {
     // here is mostly the kernel's wake-ups on 2 shared cores, whose speed
     // drifts by 10-20% over seconds; the median of 15 alternating pairs
     // follows that drift far less than the median of 5 (same ops in all).
+    // 1-caller cells split these further (below).
     let (rounds, ops) = if quick {
         (3, 20_000u64)
     } else {
@@ -68,9 +75,12 @@ fn main() {
         .expect("redis keystore with its I/O on the engine's thread");
     let handles = [("default", &by_default), ("engine", &on_engine)];
     let raw = support::raw_redis(&rt, port);
+    let control = support::raw_redis(&rt, port);
     println!(
         "handle vs raw redis-rs MultiplexedConnection: {rounds} rounds of {ops} ops per side \
-         and cell, {} cores, metrics {}",
+         and cell ({} of {} at 1 caller), {} cores, metrics {}",
+        rounds * 4,
+        ops / 4,
         support::cores(),
         if metrics { "on" } else { "off" }
     );
@@ -96,6 +106,19 @@ fn main() {
                 continue;
             }
             for &callers in &CALLERS {
+                // A lone caller's round trip runs at one of two speeds for a
+                // whole round (here about 65-75 or 85-100 us per op, either
+                // side), by where the kernel and tokio happen to place the
+                // caller's task, the connection's driver and redis-server;
+                // every round draws that anew, so one pair's ratio ranges
+                // from 0.65 to 1.45 (BENCHMARKS.md, tenth session). 1-caller
+                // cells therefore run 4x the rounds of a quarter of the ops:
+                // 60 draws per side instead of 15, the same ops in all.
+                let (rounds, ops) = if callers == 1 {
+                    (rounds * 4, ops / 4)
+                } else {
+                    (rounds, ops)
+                };
                 for (io, ks) in handles {
                     support::run_handle(&rt, ks, op, &value, callers, ops / 4, TTL);
                     support::run_raw_redis(&rt, &raw, op, &json, callers, ops / 4, TTL_SECS);
@@ -116,6 +139,21 @@ fn main() {
                     println!(
                         "{cell:<12} {io:>7} {callers:>7} {}",
                         support::figures(hm, rm, ratio)
+                    );
+                }
+                if callers == 1 {
+                    // The control: raw against raw, measured as the handle is.
+                    let raw_op_s = |conn| {
+                        ops as f64
+                            / support::run_raw_redis(&rt, conn, op, &json, callers, ops, TTL_SECS)
+                                .as_secs_f64()
+                    };
+                    let (cm, rm, ratio) =
+                        support::alternate_rounds(rounds, || raw_op_s(&control), || raw_op_s(&raw));
+                    println!(
+                        "{cell:<12} {:>7} {callers:>7} {}",
+                        "control",
+                        support::figures(cm, rm, ratio)
                     );
                 }
             }

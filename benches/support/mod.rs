@@ -322,7 +322,7 @@ pub fn raw_threads(callers: usize) -> usize {
 /// time per operation of each side.
 pub fn figures(handle: f64, raw: f64, ratio: f64) -> String {
     format!(
-        "{handle:>12.0} {raw:>12.0} {ratio:>11.2}x {:>10.2}us {:>10.2}us",
+        "{handle:>12.0} {raw:>12.0} {ratio:>11.3}x {:>10.2}us {:>10.2}us",
         1e6 / handle,
         1e6 / raw
     )
