@@ -57,6 +57,14 @@ fn main() {
     } else {
         (15, 34_000u64)
     };
+    // A lone caller's round trip runs at one of two speeds for a whole round
+    // (here about 62-75 or 85-102 us per op, either side), by where the
+    // kernel and tokio happen to place the caller's task, the connection's
+    // driver and redis-server; every round draws that anew, so one pair's
+    // ratio ranges from 0.65 to 1.44 (BENCHMARKS.md, tenth session).
+    // 1-caller cells therefore run 4x the rounds of a quarter of the ops:
+    // 4x the draws per side, the same ops in all.
+    let (lone_rounds, lone_ops) = (rounds * 4, ops / 4);
     let rt = support::runtime();
     let config = support::redis_config(port);
     let by_default = {
@@ -78,9 +86,7 @@ fn main() {
     let control = support::raw_redis(&rt, port);
     println!(
         "handle vs raw redis-rs MultiplexedConnection: {rounds} rounds of {ops} ops per side \
-         and cell ({} of {} at 1 caller), {} cores, metrics {}",
-        rounds * 4,
-        ops / 4,
+         and cell ({lone_rounds} of {lone_ops} at 1 caller), {} cores, metrics {}",
         support::cores(),
         if metrics { "on" } else { "off" }
     );
@@ -106,18 +112,15 @@ fn main() {
                 continue;
             }
             for &callers in &CALLERS {
-                // A lone caller's round trip runs at one of two speeds for a
-                // whole round (here about 65-75 or 85-100 us per op, either
-                // side), by where the kernel and tokio happen to place the
-                // caller's task, the connection's driver and redis-server;
-                // every round draws that anew, so one pair's ratio ranges
-                // from 0.65 to 1.45 (BENCHMARKS.md, tenth session). 1-caller
-                // cells therefore run 4x the rounds of a quarter of the ops:
-                // 60 draws per side instead of 15, the same ops in all.
                 let (rounds, ops) = if callers == 1 {
-                    (rounds * 4, ops / 4)
+                    (lone_rounds, lone_ops)
                 } else {
                     (rounds, ops)
+                };
+                let raw_op_s = |conn| {
+                    ops as f64
+                        / support::run_raw_redis(&rt, conn, op, &json, callers, ops, TTL_SECS)
+                            .as_secs_f64()
                 };
                 for (io, ks) in handles {
                     support::run_handle(&rt, ks, op, &value, callers, ops / 4, TTL);
@@ -128,13 +131,7 @@ fn main() {
                             let d = support::run_handle(&rt, ks, op, &value, callers, ops, TTL);
                             ops as f64 / d.as_secs_f64()
                         },
-                        || {
-                            ops as f64
-                                / support::run_raw_redis(
-                                    &rt, &raw, op, &json, callers, ops, TTL_SECS,
-                                )
-                                .as_secs_f64()
-                        },
+                        || raw_op_s(&raw),
                     );
                     println!(
                         "{cell:<12} {io:>7} {callers:>7} {}",
@@ -143,11 +140,6 @@ fn main() {
                 }
                 if callers == 1 {
                     // The control: raw against raw, measured as the handle is.
-                    let raw_op_s = |conn| {
-                        ops as f64
-                            / support::run_raw_redis(&rt, conn, op, &json, callers, ops, TTL_SECS)
-                                .as_secs_f64()
-                    };
                     let (cm, rm, ratio) =
                         support::alternate_rounds(rounds, || raw_op_s(&control), || raw_op_s(&raw));
                     println!(

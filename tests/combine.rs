@@ -71,12 +71,7 @@ async fn concurrent_gets(
     .await
 }
 
-/// MGET calls the server has answered (`INFO commandstats`).
-fn mget_calls(server: &RedisServer) -> u64 {
-    calls(server, "mget")
-}
-
-/// Calls of `command` (lower case) the server has answered.
+/// Calls of `command` (lower case) the server has answered (`INFO commandstats`).
 fn calls(server: &RedisServer, command: &str) -> u64 {
     let info = server.cli(&["INFO", "commandstats"]);
     let prefix = format!("cmdstat_{command}:calls=");
@@ -110,7 +105,10 @@ async fn concurrent_gets_are_combined_and_each_caller_gets_its_own_value() {
         return;
     };
     every_caller_gets_its_own_value(&ks).await;
-    assert!(mget_calls(&server) > 0, "no GET was combined into an MGET");
+    assert!(
+        calls(&server, "mget") > 0,
+        "no GET was combined into an MGET"
+    );
 
     // A value that is not text: an error for its own callers only.
     let mut raw = server.raw();
@@ -147,7 +145,7 @@ async fn combined_gets_across_cluster_slots_come_back_under_their_names() {
     };
     let ks = keystore(cluster_config(&cluster), Duration::from_secs(5));
     every_caller_gets_its_own_value(&ks).await;
-    let combined: u64 = cluster.nodes.iter().map(mget_calls).sum();
+    let combined: u64 = cluster.nodes.iter().map(|node| calls(node, "mget")).sum();
     assert!(
         combined > 0,
         "no GET was combined into an MGET on any master"
