@@ -18,11 +18,14 @@
 //! `KeystoreBuilder::io_on_engine_thread` (the driver on the engine's own
 //! thread).
 //!
-//! Each 1-caller cell also has a `control` row: a second raw connection
-//! measured against the first exactly as the handle is (same rounds, same
-//! alternation, same statistic). Raw against itself is 1.0x in truth, so
-//! that row shows how far this machine moves a 1-caller ratio by itself: on
-//! the 2-core guest of BENCHMARKS.md, 0.89x-1.05x (tenth session).
+//! 1-caller cells are measured differently (see `Lone`): each side runs in
+//! processes of its own, in blocks of one process per side, because a lone
+//! caller's speed is mostly where the kernel places it, and a process keeps
+//! its placement. The handle rows there are each built as above inside
+//! their own process, and a `control` row measures raw redis-rs against raw
+//! redis-rs the same way: 1.0x in truth, so it shows the method's own
+//! spread. Each 1-caller row ends with the middle half of its blocks'
+//! ratios.
 //!
 //! `cargo bench --bench redis` (add `-- --quick`, or set
 //! `OBJDATAKEY_BENCH_QUICK=1`, for a short run). Set `OBJDATAKEY_BENCH_METRICS=0`
@@ -40,6 +43,10 @@ const TTL_SECS: u64 = 3600;
 const TTL: Ttl = Ttl::Seconds(TTL_SECS);
 
 fn main() {
+    // A child process this bench started for one side of a 1-caller cell.
+    if let Ok(spec) = std::env::var(LONE_SIDE) {
+        return lone_side(&spec);
+    }
     let quick = support::quick();
     // `cargo bench` passes `--bench`; a filter argument selects cells by name.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
@@ -47,24 +54,30 @@ fn main() {
         return;
     };
     let metrics = support::metrics_on();
-    // Many short rounds rather than a few long ones: a 1-caller round trip
-    // here is mostly the kernel's wake-ups on 2 shared cores, whose speed
-    // drifts by 10-20% over seconds; the median of 15 alternating pairs
-    // follows that drift far less than the median of 5 (same ops in all).
-    // 1-caller cells split these further (below).
+    // Many short rounds rather than a few long ones: a round trip here is
+    // mostly the kernel's wake-ups on 2 shared cores, whose speed drifts by
+    // 10-20% over seconds; the median of 15 alternating pairs follows that
+    // drift far less than the median of 5 (same ops in all).
     let (rounds, ops) = if quick {
         (3, 20_000u64)
     } else {
         (15, 34_000u64)
     };
-    // A lone caller's round trip runs at one of two speeds for a whole round
-    // (here about 62-75 or 85-102 us per op, either side), by where the
-    // kernel and tokio happen to place the caller's task, the connection's
-    // driver and redis-server; every round draws that anew, so one pair's
-    // ratio ranges from 0.65 to 1.44 (BENCHMARKS.md, tenth session).
-    // 1-caller cells therefore run 4x the rounds of a quarter of the ops:
-    // 4x the draws per side, the same ops in all.
-    let (lone_rounds, lone_ops) = (rounds * 4, ops / 4);
+    // 1-caller cells run each side in processes of its own (see `Lone`):
+    // 16 blocks of 4 processes, each process 5 rounds of 8 500 ops.
+    let lone = if quick {
+        Lone {
+            blocks: 4,
+            rounds: 1,
+            ops: 5_000,
+        }
+    } else {
+        Lone {
+            blocks: 16,
+            rounds: 5,
+            ops: 8_500,
+        }
+    };
     let rt = support::runtime();
     let config = support::redis_config(port);
     let by_default = {
@@ -83,10 +96,14 @@ fn main() {
         .expect("redis keystore with its I/O on the engine's thread");
     let handles = [("default", &by_default), ("engine", &on_engine)];
     let raw = support::raw_redis(&rt, port);
-    let control = support::raw_redis(&rt, port);
     println!(
         "handle vs raw redis-rs MultiplexedConnection: {rounds} rounds of {ops} ops per side \
-         and cell ({lone_rounds} of {lone_ops} at 1 caller), {} cores, metrics {}",
+         and cell; at 1 caller {} blocks of {} processes, each {} rounds of {} ops; {} cores, \
+         metrics {}",
+        lone.blocks,
+        LONE_SIDES.len(),
+        lone.rounds,
+        lone.ops,
         support::cores(),
         if metrics { "on" } else { "off" }
     );
@@ -112,16 +129,10 @@ fn main() {
                 continue;
             }
             for &callers in &CALLERS {
-                let (rounds, ops) = if callers == 1 {
-                    (lone_rounds, lone_ops)
-                } else {
-                    (rounds, ops)
-                };
-                let raw_op_s = |conn| {
-                    ops as f64
-                        / support::run_raw_redis(&rt, conn, op, &json, callers, ops, TTL_SECS)
-                            .as_secs_f64()
-                };
+                if callers == 1 {
+                    lone.cell(&cell, op, size, port);
+                    continue;
+                }
                 for (io, ks) in handles {
                     support::run_handle(&rt, ks, op, &value, callers, ops / 4, TTL);
                     support::run_raw_redis(&rt, &raw, op, &json, callers, ops / 4, TTL_SECS);
@@ -131,21 +142,16 @@ fn main() {
                             let d = support::run_handle(&rt, ks, op, &value, callers, ops, TTL);
                             ops as f64 / d.as_secs_f64()
                         },
-                        || raw_op_s(&raw),
+                        || {
+                            let d = support::run_raw_redis(
+                                &rt, &raw, op, &json, callers, ops, TTL_SECS,
+                            );
+                            ops as f64 / d.as_secs_f64()
+                        },
                     );
                     println!(
                         "{cell:<12} {io:>7} {callers:>7} {}",
                         support::figures(hm, rm, ratio)
-                    );
-                }
-                if callers == 1 {
-                    // The control: raw against raw, measured as the handle is.
-                    let (cm, rm, ratio) =
-                        support::alternate_rounds(rounds, || raw_op_s(&control), || raw_op_s(&raw));
-                    println!(
-                        "{cell:<12} {:>7} {callers:>7} {}",
-                        "control",
-                        support::figures(cm, rm, ratio)
                     );
                 }
             }
@@ -153,4 +159,133 @@ fn main() {
     }
     rt.block_on(by_default.shutdown());
     rt.block_on(on_engine.shutdown());
+}
+
+/// The environment variable that makes this bench a child process running
+/// one side of a 1-caller cell (`side op size port rounds ops`), which
+/// prints its mean microseconds per op.
+const LONE_SIDE: &str = "OBJDATAKEY_BENCH_LONE_SIDE";
+
+/// The sides of a 1-caller cell, each in processes of its own: the handle
+/// as an application builds it, the handle with its I/O on the engine's
+/// thread, raw redis-rs, and raw redis-rs again as the control.
+const LONE_SIDES: [&str; 4] = ["default", "engine", "raw", "control"];
+
+/// How 1-caller cells are measured: each side in processes of its own.
+///
+/// A lone caller's round trip runs at one of two speeds for a whole round
+/// (about 62-75 or 85-102 us per op here, either side), by where the kernel
+/// and tokio place the caller's task, the connection's driver and
+/// redis-server, and a process tends to keep its placement: measured in one
+/// process, raw against a second raw connection gave 0.89x-1.02x
+/// (BENCHMARKS.md, tenth session), as wide as the margin a 1-caller target
+/// allows. So every block runs one process per side, in an order rotated
+/// from block to block; each process warms up, then times its rounds (a
+/// fresh task each, as in the other cells). The ratio is the median over
+/// blocks of the side's ops/s over raw's in the same block; `control` is
+/// raw measured against raw that way, so it shows the method's own spread.
+struct Lone {
+    blocks: usize,
+    /// Rounds per process.
+    rounds: usize,
+    /// Ops per round.
+    ops: u64,
+}
+
+impl Lone {
+    /// Measures the 1-caller cell `cell` (its rows printed) against the
+    /// redis-server on `port`; the warm keys are there already.
+    fn cell(&self, cell: &str, op: Op, size: usize, port: u16) {
+        let mut us: [Vec<f64>; 4] = Default::default();
+        for block in 0..self.blocks {
+            for j in 0..LONE_SIDES.len() {
+                let side = (block + j) % LONE_SIDES.len();
+                us[side].push(self.run(LONE_SIDES[side], op, size, port));
+            }
+        }
+        let raw = &us[2];
+        for (side, name) in LONE_SIDES.iter().enumerate() {
+            if *name == "raw" {
+                continue;
+            }
+            let mut ratios: Vec<f64> = raw.iter().zip(&us[side]).map(|(r, s)| r / s).collect();
+            let ratio = support::median(&mut ratios);
+            // Sorted by `median`: the middle half of the blocks' ratios.
+            let (q1, q3) = (ratios[ratios.len() / 4], ratios[ratios.len() * 3 / 4]);
+            let op_s = |us: &[f64]| 1e6 / support::median(&mut us.to_vec());
+            println!(
+                "{cell:<12} {name:>7} {:>7} {}  (blocks {q1:.3}-{q3:.3})",
+                1,
+                support::figures(op_s(&us[side]), op_s(raw), ratio)
+            );
+        }
+    }
+
+    /// Runs one process of `side`; answers its mean microseconds per op.
+    fn run(&self, side: &str, op: Op, size: usize, port: u16) -> f64 {
+        let exe = std::env::current_exe().expect("the bench's own executable");
+        let spec = format!(
+            "{side} {} {size} {port} {} {}",
+            op.name(),
+            self.rounds,
+            self.ops
+        );
+        let out = std::process::Command::new(exe)
+            .env(LONE_SIDE, &spec)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("start a 1-caller child process");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "1-caller child `{spec}` failed ({}): {text}",
+            out.status
+        );
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("1-caller child `{spec}` printed {text:?}"))
+    }
+}
+
+/// A child process's work (see [`Lone`]): one side of a 1-caller cell,
+/// warmed up and then timed; prints the mean microseconds per op.
+fn lone_side(spec: &str) {
+    let fields: Vec<&str> = spec.split(' ').collect();
+    let [side, op, size, port, rounds, ops] = fields[..] else {
+        panic!("{LONE_SIDE}={spec:?}: want `side op size port rounds ops`");
+    };
+    let op = if op == "get" { Op::Get } else { Op::Set };
+    let size: usize = size.parse().expect("size");
+    let port: u16 = port.parse().expect("port");
+    let rounds: u32 = rounds.parse().expect("rounds");
+    let ops: u64 = ops.parse().expect("ops");
+    let value = support::value(size);
+    let json = serde_json::to_string(&value).unwrap();
+    let rt = support::runtime();
+    let timed = |run: &dyn Fn(u64) -> std::time::Duration| {
+        run(ops / 4);
+        (0..rounds).map(|_| run(ops)).sum::<std::time::Duration>()
+    };
+    let total = if side == "raw" || side == "control" {
+        let raw = support::raw_redis(&rt, port);
+        timed(&|n| support::run_raw_redis(&rt, &raw, op, &json, 1, n, TTL_SECS))
+    } else {
+        let builder = Keystore::builder()
+            .config(support::redis_config(port))
+            .metrics(support::metrics_on());
+        let ks = if side == "engine" {
+            builder.io_on_engine_thread().build()
+        } else {
+            let _in_the_runtime = rt.enter();
+            builder.build()
+        }
+        .expect("redis keystore");
+        let total = timed(&|n| support::run_handle(&rt, &ks, op, &value, 1, n, TTL));
+        rt.block_on(ks.shutdown());
+        total
+    };
+    println!(
+        "{:.4}",
+        total.as_secs_f64() * 1e6 / (f64::from(rounds) * ops as f64)
+    );
 }
