@@ -254,7 +254,15 @@ fn lone_side(spec: &str) {
     let [side, op, size, port, rounds, ops] = fields[..] else {
         panic!("{LONE_SIDE}={spec:?}: want `side op size port rounds ops`");
     };
-    let op = if op == "get" { Op::Get } else { Op::Set };
+    let op = match op {
+        "get" => Op::Get,
+        "set" => Op::Set,
+        other => panic!("{LONE_SIDE}={spec:?}: unknown op {other:?}"),
+    };
+    assert!(
+        LONE_SIDES.contains(&side),
+        "{LONE_SIDE}={spec:?}: unknown side {side:?}"
+    );
     let size: usize = size.parse().expect("size");
     let port: u16 = port.parse().expect("port");
     let rounds: u32 = rounds.parse().expect("rounds");
