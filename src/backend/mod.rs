@@ -250,6 +250,9 @@ pub(crate) enum Reply {
         removed: u64,
         scanned: u64,
         more: bool,
+        /// Foreground calls used the store since the previous batch: the
+        /// janitor rests before its next batches only then.
+        contended: bool,
     },
 }
 

@@ -233,11 +233,13 @@ impl Engine {
         }
     }
 
-    /// Runs `call` on the in-place store (RocksDB), if there is one; a panic
-    /// answers `None` (see the module docs).
+    /// Runs `call` on the in-place store (RocksDB), if there is one, noted
+    /// as a foreground call (the janitor rests while there are some); a
+    /// panic answers `None` (see the module docs).
     fn with_store<R>(&self, call: impl FnOnce(&Arc<RocksStore>) -> Option<R>) -> Option<R> {
         let guard = self.in_place.load();
         let store = guard.as_ref()?;
+        store.note_foreground();
         unless_panicked(|| call(store))
     }
 }

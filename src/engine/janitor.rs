@@ -6,9 +6,10 @@
 //! Sweep batches run on the backend's worker threads, interleaved with
 //! foreground requests in the same queue, so a large sweep delays a request by
 //! at most one batch (64 entries, about a quarter of a millisecond). After
-//! about a millisecond of batches the janitor rests as long as they took (at
-//! most 50 ms): a long sweep then uses about half of one core, and
-//! foreground requests keep the rest of the machine.
+//! about a millisecond of batches during which callers used the store, the
+//! janitor rests as long as the batches took (at most 50 ms): a long sweep
+//! then uses about half of one core, and foreground requests keep the rest of
+//! the machine. With no caller to make room for, it sweeps without resting.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,7 +108,7 @@ impl Janitor {
 /// Runs sweep batches until none is left; answers (removed, scanned).
 async fn sweep_all(slot: &BackendSlot) -> Result<(u64, u64)> {
     let (mut removed, mut scanned) = (0, 0);
-    let mut worked = Duration::ZERO;
+    let mut pace = Pace::default();
     loop {
         let batch_started = Instant::now();
         let (tx, rx) = oneshot::channel();
@@ -128,21 +129,15 @@ async fn sweep_all(slot: &BackendSlot) -> Result<(u64, u64)> {
                 removed: r,
                 scanned: s,
                 more,
+                contended,
             })) => {
                 removed += r;
                 scanned += s;
                 if !more {
                     return Ok((removed, scanned));
                 }
-                // Duty cycle: once the batches since the last rest took
-                // REST_AFTER, rest as long as they took (at most MAX_REST),
-                // so a long sweep takes at most about half of one core from
-                // foreground requests. Meanwhile each next batch still
-                // queues behind the foreground requests already waiting.
-                worked += batch_started.elapsed();
-                if worked >= REST_AFTER {
-                    tokio::time::sleep(worked.min(MAX_REST)).await;
-                    worked = Duration::ZERO;
+                if let Some(rest) = pace.after_batch(batch_started.elapsed(), contended) {
+                    tokio::time::sleep(rest).await;
                 }
             }
             Ok(Ok(other)) => {
@@ -159,6 +154,34 @@ async fn sweep_all(slot: &BackendSlot) -> Result<(u64, u64)> {
                 ));
             }
         }
+    }
+}
+
+/// The sweep's duty cycle: once the batches since the last rest took
+/// [`REST_AFTER`], rest as long as they took (at most [`MAX_REST`]) if
+/// foreground calls used the store meanwhile, so a long sweep takes at most
+/// about half of one core from them (each next batch still queues behind
+/// the foreground requests already waiting). If none did, go on at once:
+/// resting would only make the sweep longer.
+#[derive(Default)]
+struct Pace {
+    /// Batch time since the last rest (or the last look at the callers).
+    worked: Duration,
+    /// Whether a batch since then reported foreground calls.
+    contended: bool,
+}
+
+impl Pace {
+    /// Counts a batch that took `took`; answers the rest due after it.
+    fn after_batch(&mut self, took: Duration, contended: bool) -> Option<Duration> {
+        self.worked += took;
+        self.contended |= contended;
+        if self.worked < REST_AFTER {
+            return None;
+        }
+        let rest = self.contended.then(|| self.worked.min(MAX_REST));
+        *self = Pace::default();
+        rest
     }
 }
 
@@ -193,5 +216,46 @@ impl Handler<SweepNow> for Janitor {
 
     fn handle(&mut self, msg: SweepNow, ctx: &mut Context<Self>) {
         self.sweep(ctx, Some(msg.reply), false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{MAX_REST, Pace, REST_AFTER};
+
+    const BATCH_TOOK: Duration = Duration::from_micros(300);
+
+    #[test]
+    fn with_callers_a_sweep_rests_as_long_as_its_batches_took() {
+        let mut pace = Pace::default();
+        let mut batches = Duration::ZERO;
+        let rest = loop {
+            batches += BATCH_TOOK;
+            if let Some(rest) = pace.after_batch(BATCH_TOOK, batches == BATCH_TOOK) {
+                break rest;
+            }
+            assert!(batches < REST_AFTER, "no rest after {batches:?} of batches");
+        };
+        assert!(batches >= REST_AFTER);
+        assert_eq!(rest, batches, "rests as long as the batches took");
+        // The next window starts afresh: its own callers decide.
+        assert_eq!(pace.after_batch(REST_AFTER, false), None);
+        assert_eq!(pace.after_batch(REST_AFTER, true), Some(REST_AFTER));
+    }
+
+    #[test]
+    fn without_callers_a_sweep_never_rests() {
+        let mut pace = Pace::default();
+        for _ in 0..1000 {
+            assert_eq!(pace.after_batch(BATCH_TOOK, false), None);
+        }
+    }
+
+    #[test]
+    fn a_rest_is_at_most_max_rest() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.after_batch(MAX_REST * 3, true), Some(MAX_REST));
     }
 }

@@ -202,6 +202,7 @@ pub(super) async fn run_once(
             removed: 0,
             scanned: 0,
             more: false,
+            contended: false,
         }),
         #[cfg(feature = "fault-injection")]
         Command::Panic => panic!("injected panic in the {} backend", target.kind),

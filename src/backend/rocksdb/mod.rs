@@ -7,8 +7,11 @@
 //! Warm reads and writes that need not wait skip the pool:
 //! [`RocksStore::get_in_memory`] answers from memtables and block cache, and
 //! [`RocksStore::try_set`] and its siblings write with `no_slowdown`, both on
-//! the caller's thread (see `engine::request`).
+//! the caller's thread (see `engine::request`). Every foreground call is
+//! noted in the store's [`foreground`] flag, which each sweep batch takes:
+//! the janitor rests between batches only when callers used the store.
 
+pub(crate) mod foreground;
 pub(crate) mod group;
 pub(crate) mod pending;
 pub(crate) mod pool;

@@ -53,6 +53,9 @@ pub(crate) fn start_pool(
 
 impl RocksWorker {
     fn execute(&self, command: &Command) -> Result<Reply> {
+        if !matches!(command, Command::Sweep { .. }) {
+            self.store.note_foreground();
+        }
         Ok(match command {
             Command::Get { key } => Reply::Value(self.store.get(key)?),
             Command::Set { key, json, ttl } => {
@@ -88,6 +91,7 @@ impl RocksWorker {
                     removed: o.removed,
                     scanned: o.scanned,
                     more: o.more,
+                    contended: o.contended,
                 }
             }
             #[cfg(feature = "fault-injection")]

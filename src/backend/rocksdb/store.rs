@@ -111,6 +111,7 @@ use rocksdb::{
     WriteBatch, WriteOptions,
 };
 
+use super::foreground::Foreground;
 use super::group::{Entry, Member, WriteGroup};
 use super::pending::PendingIndex;
 use super::stripes::{Stripes, Wait};
@@ -192,6 +193,9 @@ pub(crate) struct RocksStore {
     compacted_at: Mutex<f64>,
     /// Envelopes the compaction filter dropped and no sweep has reported yet.
     filter_dropped: Arc<AtomicU64>,
+    /// Whether callers used the store since the last sweep batch (see
+    /// [`foreground`](super::foreground)): the janitor rests only then.
+    foreground: Foreground,
     /// Dropped with the store: its receiver learns the database is closed, so
     /// shutdown can wait until the lock file is released.
     _closed: crossbeam_channel::Sender<()>,
@@ -248,6 +252,9 @@ pub(crate) struct SweepOutcome {
     pub scanned: u64,
     /// More expired entries remain after this batch.
     pub more: bool,
+    /// Foreground calls used the store since the previous batch (or, for
+    /// a sweep's first batch, since the one before it).
+    pub contended: bool,
 }
 
 impl RocksStore {
@@ -366,6 +373,7 @@ impl RocksStore {
             group: WriteGroup::default(),
             cursor: Mutex::new(SweepCursor::default()),
             filter_dropped,
+            foreground: Foreground::default(),
             _closed: tx,
         };
         let moved = store.migrate_index()?;
@@ -1251,7 +1259,16 @@ impl RocksStore {
             self.compact_if_due(now);
             out.removed += self.filter_dropped.swap(0, Ordering::Relaxed);
         }
+        // Taken last, so calls made while this batch ran count too.
+        out.contended = self.foreground.take();
         Ok(out)
+    }
+
+    /// Notes a foreground call (anything but a sweep): the janitor rests
+    /// between sweep batches only while callers use the store.
+    #[inline]
+    pub(crate) fn note_foreground(&self) {
+        self.foreground.note();
     }
 
     /// Deletes the values of `candidates` (index entries that have expired)
@@ -1455,6 +1472,34 @@ mod group_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_sweep_batch_reports_whether_callers_used_the_store_since_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::default().rocksdb;
+        cfg.path = dir.path().to_path_buf();
+        let clock = Clock::manual();
+        let (store, _closed) = RocksStore::open(&cfg, clock.clone()).expect("open");
+        for i in 0..200 {
+            store
+                .set(&format!("k{i}"), "1", Some(1))
+                .expect("set with a TTL");
+        }
+        clock.advance(Duration::from_secs(5));
+        // Nothing noted the store's use (the engine and the pool do that).
+        let first = store.sweep(64).expect("sweep");
+        assert!(first.more && !first.contended);
+        store.note_foreground();
+        store.note_foreground();
+        let second = store.sweep(64).expect("sweep");
+        assert!(
+            second.more && second.contended,
+            "two calls since the last batch"
+        );
+        let third = store.sweep(64).expect("sweep");
+        assert!(!third.contended, "the second batch took them");
+        assert_eq!(first.removed + second.removed + third.removed, 192);
+    }
 
     #[test]
     fn a_prefix_successor_bounds_exactly_the_keys_with_the_prefix() {
