@@ -196,16 +196,20 @@ impl Lone {
     /// Measures the 1-caller cell `cell` (its rows printed) against the
     /// redis-server on `port`; the warm keys are there already.
     fn cell(&self, cell: &str, op: Op, size: usize, port: u16) {
-        let mut us: [Vec<f64>; 4] = Default::default();
+        let mut us: [Vec<f64>; LONE_SIDES.len()] = Default::default();
         for block in 0..self.blocks {
             for j in 0..LONE_SIDES.len() {
                 let side = (block + j) % LONE_SIDES.len();
                 us[side].push(self.run(LONE_SIDES[side], op, size, port));
             }
         }
-        let raw = &us[2];
+        let raw_at = LONE_SIDES
+            .iter()
+            .position(|s| *s == "raw")
+            .expect("a raw side");
+        let raw = &us[raw_at];
         for (side, name) in LONE_SIDES.iter().enumerate() {
-            if *name == "raw" {
+            if side == raw_at {
                 continue;
             }
             let mut ratios: Vec<f64> = raw.iter().zip(&us[side]).map(|(r, s)| r / s).collect();
