@@ -2,10 +2,15 @@
 //!
 //! Every message says what failed, where (file, key, address or path) and,
 //! where there is one, how to fix it. Callers branch on [`ErrorKind`] or on the
-//! classifiers ([`KeystoreError::is_timeout`], [`KeystoreError::is_connection_error`], ...)
-//! rather than on message text, which may be reworded.
+//! classifiers ([`KeystoreError::is_retryable`], [`KeystoreError::is_timeout`],
+//! [`KeystoreError::is_connection_error`], ...) rather than on message text,
+//! which may be reworded. The underlying error (redis-rs's, RocksDB's,
+//! serde's, an I/O error, a `get_or_set` loader's) is kept as itself:
+//! [`std::error::Error::source`] returns it.
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 /// The result type of every fallible call in this crate.
 pub type Result<T, E = KeystoreError> = std::result::Result<T, E>;
@@ -24,8 +29,18 @@ pub enum ErrorKind {
     Auth,
     /// TLS setup or handshake failed (bad CA file, wrong certificate).
     Tls,
-    /// The backend answered with an error of its own.
+    /// The server answered with an error of its own (a refused or unknown
+    /// command, out of memory, a read-only replica): the source says which.
     Backend,
+    /// The backend stopped while the call was on its way (its workers or
+    /// actor are being restarted by the supervisor): retry the call.
+    Stopped,
+    /// The embedded database could not read or write (an I/O error, a full
+    /// disk, a damaged file): the source is RocksDB's error.
+    Storage,
+    /// A server's answer did not have the shape its command promises (a
+    /// proxy or a server of another kind in between).
+    Protocol,
     /// An embedded database is locked by another process (or another handle).
     Locked,
     /// The embedded database does not exist and `create_if_missing` is off.
@@ -61,6 +76,9 @@ impl ErrorKind {
             ErrorKind::Auth => "auth",
             ErrorKind::Tls => "tls",
             ErrorKind::Backend => "backend",
+            ErrorKind::Stopped => "stopped",
+            ErrorKind::Storage => "storage",
+            ErrorKind::Protocol => "protocol",
             ErrorKind::Locked => "locked",
             ErrorKind::NotFound => "not_found",
             ErrorKind::CorruptValue => "corrupt_value",
@@ -84,15 +102,16 @@ impl fmt::Display for ErrorKind {
 
 /// The error of every fallible call in this crate.
 ///
-/// `Display` gives the whole message (what, where, how to fix); [`kind`](Self::kind)
-/// gives the category to branch on. Cheap to clone, so one failure can be
-/// answered to several waiters.
+/// `Display` gives the whole message (what, where, how to fix) followed by
+/// the underlying error's; [`kind`](Self::kind) gives the category to branch
+/// on; [`source`](std::error::Error::source) gives the underlying error
+/// itself. Cheap to clone, so one failure can be answered to several waiters.
 #[derive(Clone)]
 pub struct KeystoreError {
     kind: ErrorKind,
     message: String,
-    /// The underlying error's text, kept separate so the message stays readable.
-    source_text: Option<String>,
+    /// The underlying error, shared by the clones.
+    source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
 impl KeystoreError {
@@ -101,13 +120,16 @@ impl KeystoreError {
         KeystoreError {
             kind,
             message: message.into(),
-            source_text: None,
+            source: None,
         }
     }
 
-    /// Appends the underlying cause's text (`message: cause`).
-    pub(crate) fn with_source(mut self, source: impl fmt::Display) -> Self {
-        self.source_text = Some(source.to_string());
+    /// Keeps the underlying error (an error value, or a text: `message: cause`).
+    pub(crate) fn with_source(
+        mut self,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        self.source = Some(Arc::from(source.into()));
         self
     }
 
@@ -121,6 +143,38 @@ impl KeystoreError {
     #[must_use]
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// Whether the same call may succeed if made again, as it is: the
+    /// backend was unreachable, slow, full or restarting (kinds
+    /// `Connection`, `Timeout`, `Busy`, `Stopped`, `Panic`). Everything
+    /// else (bad config, credentials, data, usage, a server's own error)
+    /// fails again until something is fixed.
+    ///
+    /// A write that failed this way may still have been applied (its reply
+    /// was lost): a SET repeated is harmless, a counter built on it is not.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Connection
+                | ErrorKind::Timeout
+                | ErrorKind::Busy
+                | ErrorKind::Stopped
+                | ErrorKind::Panic
+        )
+    }
+
+    /// The backend failed, not the caller or the data: unreachable, slow,
+    /// full, restarting, or answering errors (the kinds a fail-safe copy
+    /// may stand in for).
+    #[must_use]
+    pub fn is_backend_failure(&self) -> bool {
+        self.is_retryable()
+            || matches!(
+                self.kind,
+                ErrorKind::Backend | ErrorKind::Storage | ErrorKind::Protocol
+            )
     }
 
     /// The request did not finish in time (including waiting for room in a full engine).
@@ -154,7 +208,7 @@ impl KeystoreError {
 impl fmt::Display for KeystoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
-        if let Some(source) = &self.source_text {
+        if let Some(source) = &self.source {
             write!(f, ": {source}")?;
         }
         Ok(())
@@ -167,7 +221,12 @@ impl fmt::Debug for KeystoreError {
     }
 }
 
-impl std::error::Error for KeystoreError {}
+impl StdError for KeystoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        let source: &(dyn StdError + Send + Sync + 'static) = self.source.as_deref()?;
+        Some(source)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -188,5 +247,23 @@ mod tests {
         assert!(!e.is_timeout());
         assert!(KeystoreError::new(ErrorKind::Busy, "full").is_timeout());
         assert!(format!("{e:?}").contains("connection"));
+        assert!(e.is_retryable());
+        assert!(!KeystoreError::new(ErrorKind::Config, "bad").is_retryable());
+    }
+
+    #[test]
+    fn the_source_is_the_underlying_error_itself() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
+        let e =
+            KeystoreError::new(ErrorKind::Storage, "set of key \"k\" on rocksdb").with_source(io);
+        let source = e.source().expect("a source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the io::Error itself");
+        assert_eq!(io.kind(), std::io::ErrorKind::StorageFull);
+        assert_eq!(e.to_string(), "set of key \"k\" on rocksdb: no space left");
+        // A clone shares it.
+        assert!(e.clone().source().is_some());
+        assert!(KeystoreError::new(ErrorKind::Usage, "x").source().is_none());
     }
 }

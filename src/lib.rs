@@ -23,43 +23,75 @@
 //! ```
 //!
 //! # Layout
-//! The imports flow one way: `keystore` → `engine` → `backend` →
-//! `format`, `config`, `metrics`, `error`.
-//! - `keystore/`: the [`Keystore`] handle (async), [`BlockingKeystore`] and
-//!   [`KeystoreBuilder`]. Every operation goes through one request path,
-//!   `Keystore::run`: resolve the command → the engine → finish the typed
-//!   answer → record the outcome. `keystore/decode.rs` turns a stored JSON
-//!   text into the caller's type (serde_json, with a shortcut for a value
-//!   that is one plain JSON string).
-//! - `engine/`: the actors and the path of a request through them. Its
-//!   module doc holds **the actor map**: who owns whom, the messages and
-//!   channels, the two shortcuts past the actors, and the shutdown order.
-//!   `engine/request.rs` admits (in-flight permit, deadline) and routes a
-//!   command; `supervisor.rs`, `janitor.rs` and `metrics_actor.rs` are the
-//!   actors; `host.rs` runs them in the caller's actix System or our own.
-//! - `backend/`: the message interface (`Command`, `Reply`, `Request`, the
-//!   backend slot, failure reports) and one folder per backend:
-//!   `backend/rocksdb/` (the store with its expiry index and sweep; the
-//!   worker pool) and `backend/redis/` (target, error classification, the
-//!   actor that owns the connection, the direct path).
+//! The imports flow one way: `keystore` → `engine` → `command` → `backend`
+//! and `tier` → `format`, `config`, `metrics`, `error`.
+//! - `keystore/`: the [`Keystore`] facade (`mod.rs`: each public operation
+//!   names its command and finishes its answer), `run.rs` (build → engine →
+//!   finish → record, shared by every operation), `tiered.rs` (reads through
+//!   the in-process tier, fail-safe), `get_or_set.rs` with `flight.rs`
+//!   (single flight) and `lock.rs` (the cross-process load lock),
+//!   `decode.rs` (stored JSON text into the caller's type), `depth.rs`
+//!   (refusing values nested too deep), [`BlockingKeystore`] and
+//!   [`KeystoreBuilder`].
+//! - `engine/`: the actors and the one request path. Its module doc holds
+//!   **the actor map**. `request.rs` is `Engine::call`, the only way a
+//!   command reaches a backend: the no-op engine of a disabled keystore,
+//!   the tier's view of a write, the in-place step (`in_place.rs`, which
+//!   also gives other tasks a turn), admission (`limiter.rs`: permit and
+//!   deadline), the route (Redis direct path or the backend's mailbox) and
+//!   the wait (`timer.rs`). `supervisor.rs`, `janitor.rs` and
+//!   `metrics_actor.rs` are actors; `host.rs` runs them in the caller's actix
+//!   System or our own; `background.rs` runs detached loads.
+//! - `command/`: one file per command: what it is, its answer's type, and
+//!   each backend's step (in place, RocksDB pool, Redis, disabled) and what it
+//!   changes in the tier, as one trait with no catch-all.
+//! - `backend/`: what the engine hands a backend (`request.rs`: the
+//!   type-erased work, deadline, permit; `current.rs`: the running
+//!   generation's mailbox; `supervision.rs`: failure reports) and one folder
+//!   per backend: `backend/rocksdb/` (the store with its envelope, expiry
+//!   index, sweeps and write group; the worker pool) and `backend/redis/`
+//!   (target, error classification, connection and `link.rs`'s one way over
+//!   the wire, typed commands, combining, cluster routing, the actor that
+//!   owns the connection, the backplane actor).
+//! - `tier/`: the in-process tier (`keystore.l1`), its invalidation
+//!   messages and what a write changes in it (`touch.rs`).
 //! - [`config`]: `config.yaml` discovery, overlay, legacy keys, validation,
 //!   and [`Overrides`].
 //! - `format`: the stored value formats shared with Python services.
 //! - [`metrics`]: the hot-path recorder, [`Stats`], the Prometheus registry,
 //!   handles and `/metrics` exporter.
-//! - `clock`, `ttl`, `error`, `turn`: the small types (`turn`: how a task
-//!   that made calls on its own thread gives the others ready there a turn).
+//! - `cli/` (the binary's `load` command), `clock`, `ttl`, `error`, `turn`:
+//!   the small parts (`turn`: how a task that made calls on its own thread
+//!   gives the others ready there a turn).
 //!
-//! **One GET, followed**: [`Keystore::get_cache`] → `Keystore::run` →
-//! `Engine::call` (engine/request.rs): on RocksDB, `RocksStore::get_in_memory`
-//! answers on the caller's thread when memory holds the key; otherwise a
-//! permit is taken and the command goes over the Redis direct path
-//! (`RedisDirect::call`, backend/redis/direct.rs) or into the backend slot
-//! as a `Request` (RocksDB: a pool worker runs `RocksStore::get`); the reply
-//! comes back on a oneshot, `run` decodes the JSON into `T` (a warm RocksDB
-//! read lends a plain string value where it stands) and records a
-//! hit or miss into the `Recorder`, which the metrics actor drains into
-//! [`Stats`] and Prometheus.
+//! **One GET, followed** (warm RocksDB, tier off), file by file:
+//! 1. `keystore/mod.rs`: [`Keystore::get_cache`] builds a `Read` of the name
+//!    with its decoder;
+//! 2. `keystore/run.rs`: `Keystore::run` times it and hands it to the engine;
+//! 3. `engine/request.rs`: `Engine::call` (not the no-op engine; no tier);
+//! 4. `engine/in_place.rs`: the in-place step asks the command;
+//! 5. `command/get.rs`: `Read::in_place` asks RocksDB's memory;
+//! 6. `backend/rocksdb/store`: `RocksStore::get_in_memory` reads memtables
+//!    and block cache and hands the live value's text where it stands to
+//!    the decoder;
+//! 7. `keystore/decode.rs`: the text becomes `T`;
+//!
+//! and back through `in_place.rs` (a turn for other tasks, every few
+//! calls) and `run.rs`, which records the hit into the `Recorder`
+//! (`metrics/recorder.rs`), drained by the metrics actor into [`Stats`] and
+//! Prometheus. A read memory cannot answer builds a `Get` (`command/get.rs`)
+//! that `engine/request.rs` admits and sends to a pool worker
+//! (`backend/rocksdb/pool.rs` → `Get::on_rocks`) or, on Redis, runs over
+//! the direct path (`Get::on_redis` → `backend/redis/direct.rs`, combined in
+//! `combine.rs` beyond 16 in flight, sent by `link.rs` and `commands.rs`).
+//!
+//! **One SET, followed**: `keystore/mod.rs` encodes the value into a `Set`
+//! (`command/set.rs`) → `run.rs` → `engine/request.rs` (with the tier on,
+//! the `Touch` it will apply) → `in_place.rs` → `Set::in_place` writes it
+//! with `no_slowdown` or joins a group (`backend/rocksdb/group.rs`) written
+//! as one batch; else the pool's `Set::on_rocks`, or on Redis
+//! `Set::on_redis` → `direct.rs` (`combine.rs` makes waiting SETs one MSET
+//! or script call).
 //!
 //! # Metrics
 //! A successful call adds to the calling thread's stripe of atomic counters;
@@ -82,11 +114,12 @@
 //! - RocksDB: key = the name's UTF-8 bytes; value =
 //!   `{"data": "<JSON text of the data>", "expires_at": <unix seconds>}`,
 //!   `-1` for never-expire. The expiry index lives beside the values (see
-//!   `backend/rocksdb/store.rs`).
+//!   `backend/rocksdb/store`).
 #![warn(missing_docs)]
 
 mod backend;
 mod clock;
+mod command;
 pub mod config;
 mod engine;
 mod error;

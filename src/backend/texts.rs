@@ -1,35 +1,61 @@
-//! [`ValueTexts`]: the JSON texts a batch read found, in one buffer.
+//! [`ValueTexts`]: the JSON texts a batch read found, in the order asked.
 
-/// The JSON texts of a batch read, in the order the names were asked: one
-/// `String` holding them all and a span per name (`None`: missing or
-/// expired). A batch of 100 values costs a few allocations, not 100: on a
-/// warm RocksDB read the per-value allocations were as costly as the reads.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct ValueTexts {
-    text: String,
-    spans: Vec<Option<(usize, usize)>>,
+/// The JSON texts of a batch read, in the order the names were asked
+/// (`None`: missing or expired). Each backend keeps the form it reads in:
+/// RocksDB one `String` holding every text and a span per name (a batch of
+/// 100 values costs a few allocations, not 100: on a warm read per-value
+/// allocations cost as much as the reads), a Redis `MGET` the texts its
+/// reply parser made.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ValueTexts(Form);
+
+#[derive(Debug, PartialEq, Eq)]
+enum Form {
+    Spans {
+        text: String,
+        spans: Vec<Option<(usize, usize)>>,
+    },
+    Each(Vec<Option<String>>),
 }
 
 impl ValueTexts {
     /// The texts in `buffer` at `spans`; `None` when `buffer` is not UTF-8
     /// (the reader checks every part it appends, so it always is).
     pub(crate) fn from_parts(buffer: Vec<u8>, spans: Vec<Option<(usize, usize)>>) -> Option<Self> {
-        Some(ValueTexts {
+        Some(ValueTexts(Form::Spans {
             text: String::from_utf8(buffer).ok()?,
             spans,
-        })
+        }))
+    }
+
+    /// One text per name, as a server answered them.
+    pub(crate) fn each(texts: Vec<Option<String>>) -> Self {
+        ValueTexts(Form::Each(texts))
+    }
+
+    /// `n` names, none found.
+    pub(crate) fn missing(n: usize) -> Self {
+        ValueTexts(Form::Each(vec![None; n]))
     }
 
     /// How many names were asked.
     pub(crate) fn len(&self) -> usize {
-        self.spans.len()
+        match &self.0 {
+            Form::Spans { spans, .. } => spans.len(),
+            Form::Each(texts) => texts.len(),
+        }
     }
 
     /// The text found for name `i`; `None` when it was missing or expired
     /// (or `i` is out of range).
     pub(crate) fn get(&self, i: usize) -> Option<&str> {
-        let (from, to) = (*self.spans.get(i)?)?;
-        self.text.get(from..to)
+        match &self.0 {
+            Form::Spans { text, spans } => {
+                let (from, to) = (*spans.get(i)?)?;
+                text.get(from..to)
+            }
+            Form::Each(texts) => texts.get(i)?.as_deref(),
+        }
     }
 }
 

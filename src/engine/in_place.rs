@@ -32,25 +32,12 @@
 
 use std::sync::Arc;
 
-use super::Engine;
+use super::Live;
+use crate::backend::rocksdb::RocksStore;
 use crate::backend::rocksdb::group::Member;
-use crate::backend::rocksdb::{RocksStore, SetStarted};
-use crate::backend::{Command, Reply};
+use crate::command::{Call, InPlace};
 use crate::error::Result;
-use crate::format::Json;
 use crate::turn::requeue;
-
-/// How a command started on the caller's thread.
-pub(super) enum InPlace {
-    /// Answered.
-    Answered(Result<Reply>),
-    /// A SET waiting in a group of concurrent SETs (see
-    /// [`group`](crate::backend::rocksdb::group)): answered by
-    /// [`Engine::group_answer`].
-    Joined(Arc<RocksStore>, Member),
-    /// To send the normal way.
-    Elsewhere,
-}
 
 /// Calls answered in place on one thread between two looks at the
 /// runtime's global queue (where a task woken from outside the runtime,
@@ -117,47 +104,19 @@ pub(crate) async fn share_the_thread() {
     }
 }
 
-impl Engine {
-    /// The answer to a GET of `key` when memory alone can give it, without
-    /// building a command (the handle asks before it allocates one): the
-    /// value's text, when live, handed to `read` (see
-    /// [`RocksStore::get_in_memory`]).
-    pub(crate) fn read_from_memory<R>(
-        &self,
-        key: &str,
-        read: impl FnOnce(Json<'_>) -> R,
-    ) -> Option<Result<Option<R>>> {
-        self.with_store(|store| store.get_in_memory(key, read))
-    }
-
-    /// The answer to a GET_MANY of `keys` when memory alone can give it,
-    /// without building a command (no key is copied).
-    pub(crate) fn read_many_from_memory<K: AsRef<str>>(&self, keys: &[K]) -> Option<Result<Reply>> {
-        self.with_store(|store| Some(store.get_many_in_memory(keys)?.map(Reply::Texts)))
-    }
-
-    /// Starts `command` on the caller's thread when it can run there without
-    /// waiting: answered at once, or (a SET among concurrent ones) joined to
-    /// a group written as one batch.
-    pub(super) fn start_in_place(&self, command: &Command) -> InPlace {
-        let started = match command {
-            Command::Set { key, json, ttl } => self.with_store(|store| {
-                Some(match store.set_or_join(key, json, *ttl)? {
-                    SetStarted::Written(r) => InPlace::Answered(r.map(|()| Reply::Done)),
-                    SetStarted::Joined(member) => InPlace::Joined(Arc::clone(store), member),
-                })
-            }),
-            _ => self.answer_in_place(command).map(InPlace::Answered),
-        };
-        started.unwrap_or(InPlace::Elsewhere)
+impl Live {
+    /// Starts `call` on the caller's thread when it can run there without
+    /// waiting (what it can do is the command's own
+    /// [`in_place`](crate::command::Command::in_place)): answered at once,
+    /// or (a SET among concurrent ones) joined to a group written as one batch.
+    pub(super) fn start_in_place<K: Call>(&self, call: &K) -> InPlace<K::Answer> {
+        self.with_store(|store| Some(call.in_place(store)))
+            .unwrap_or(InPlace::Elsewhere)
     }
 
     /// The answer to a SET waiting in a group: `None` sends it the normal
     /// way (a write stall, a busy stripe, or a panic in the group's write).
-    pub(super) async fn group_answer(
-        store: Arc<RocksStore>,
-        member: Member,
-    ) -> Option<Result<Reply>> {
+    pub(super) async fn group_answer(store: Arc<RocksStore>, member: Member) -> Option<Result<()>> {
         let write = || {
             // A panic leaves the taken members' channels closed: they go to
             // the pool (see `Member::answer`).
@@ -166,34 +125,7 @@ impl Engine {
                 Some(())
             });
         };
-        let answer = member.answer(write).await?;
-        Some(answer.map(|()| Reply::Done))
-    }
-
-    /// The answer to `command` when it can run on the caller's thread
-    /// without waiting; `None` sends it the normal way.
-    fn answer_in_place(&self, command: &Command) -> Option<Result<Reply>> {
-        match command {
-            // GET and GET_MANY: the handle asked memory before it built the
-            // command (`read_from_memory`, `read_many_from_memory`); asking
-            // again would read memory twice on every cold read.
-            Command::Entries { keys } if keys.len() == 1 => self.with_store(|store| {
-                Some(
-                    store
-                        .entry_in_memory(&keys[0])?
-                        .map(|e| Reply::Entries(vec![e])),
-                )
-            }),
-            Command::SetMany { entries, ttl } => self
-                .with_store(|store| Some(store.try_set_many(entries, *ttl)?.map(|()| Reply::Done))),
-            Command::Delete { key } => {
-                self.with_store(|store| Some(store.try_delete(key)?.map(Reply::Deleted)))
-            }
-            Command::DeleteMany { keys } => {
-                self.with_store(|store| Some(store.try_delete_many(keys)?.map(Reply::Count)))
-            }
-            _ => None,
-        }
+        member.answer(write).await
     }
 
     /// Stops or restarts every RocksDB write (tests of the in-place write's
@@ -227,7 +159,7 @@ impl Engine {
         match self.in_place.load().as_ref() {
             Some(store) => call(store),
             None => Err(crate::error::KeystoreError::new(
-                crate::error::ErrorKind::Backend,
+                crate::error::ErrorKind::Usage,
                 missing,
             )),
         }

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::backend::{BackendSlot, Command, Deadline, Reply, Request};
+use crate::backend::rocksdb::SweepOutcome;
+use crate::backend::{CurrentBackend, Deadline, Request};
+use crate::command::{Job, Sweep};
 use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::metrics::{Event, Recorder};
 
@@ -40,7 +42,7 @@ const MAX_REST: Duration = Duration::from_millis(50);
 const REST_AFTER: Duration = Duration::from_millis(1);
 
 pub(crate) struct Janitor {
-    slot: Arc<BackendSlot>,
+    current: Arc<CurrentBackend>,
     interval: Duration,
     recorder: Recorder,
     /// Resolves when the supervisor drops its sender: time to stop.
@@ -49,13 +51,13 @@ pub(crate) struct Janitor {
 
 impl Janitor {
     pub(crate) fn new(
-        slot: Arc<BackendSlot>,
+        current: Arc<CurrentBackend>,
         interval: Duration,
         recorder: Recorder,
         stop: oneshot::Receiver<()>,
     ) -> Self {
         Janitor {
-            slot,
+            current,
             interval,
             recorder,
             stop: Some(stop),
@@ -72,11 +74,11 @@ impl Janitor {
         reply: Option<oneshot::Sender<Result<u64>>>,
         periodic: bool,
     ) {
-        let slot = self.slot.clone();
+        let current = self.current.clone();
         let recorder = self.recorder.clone();
         let work = async move {
             let started = Instant::now();
-            let result = sweep_all(&slot).await;
+            let result = sweep_all(&current).await;
             match result {
                 Ok((removed, scanned)) => recorder.record(Event::Sweep {
                     removed,
@@ -106,26 +108,28 @@ impl Janitor {
 }
 
 /// Runs sweep batches until none is left; answers (removed, scanned).
-async fn sweep_all(slot: &BackendSlot) -> Result<(u64, u64)> {
+async fn sweep_all(current: &CurrentBackend) -> Result<(u64, u64)> {
     let (mut removed, mut scanned) = (0, 0);
     let mut pace = Pace::default();
     loop {
         let batch_started = Instant::now();
         let (tx, rx) = oneshot::channel();
         let req = Request {
-            command: Command::Sweep { limit: BATCH },
+            work: Box::new(Job {
+                command: Sweep { limit: BATCH },
+                reply: tx,
+            }),
             deadline: Deadline::after(BATCH_DEADLINE),
-            reply: tx,
             permit: None,
         };
-        if slot.send(req).is_err() {
+        if current.send(req).is_err() {
             return Err(KeystoreError::new(
                 ErrorKind::Shutdown,
                 "expiry sweep: the keystore has shut down",
             ));
         }
         match rx.await {
-            Ok(Ok(Reply::Swept {
+            Ok(Ok(SweepOutcome {
                 removed: r,
                 scanned: s,
                 more,
@@ -139,12 +143,6 @@ async fn sweep_all(slot: &BackendSlot) -> Result<(u64, u64)> {
                 if let Some(rest) = pace.after_batch(batch_started.elapsed(), contended) {
                     tokio::time::sleep(rest).await;
                 }
-            }
-            Ok(Ok(other)) => {
-                return Err(KeystoreError::new(
-                    ErrorKind::Backend,
-                    format!("expiry sweep: unexpected backend answer {other:?}"),
-                ));
             }
             Ok(Err(e)) => return Err(e),
             Err(_) => {

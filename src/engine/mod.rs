@@ -4,29 +4,34 @@
 //! # The actor map
 //! ```text
 //!   Keystore (cloneable handle; keystore/)
-//!     │  Engine::call(Command)            engine/request.rs
+//!     │  Engine::call(call)               engine/request.rs
+//!     │    no-op engine: the command's disabled() answer
+//!     │    tier: the write's Touch, applied after (and published)
+//!     │    ① RocksDB in place             (caller's thread, no actor; engine/in_place.rs)
 //!     │    admit: Limiter permit + Deadline
-//!     │    route: ① RocksDB in place      (caller's thread, no actor; engine/in_place.rs)
-//!     │           ② Redis direct path     (caller's task, over the actor's connection)
-//!     │           ③ BackendSlot::send      (Request → backend mailbox, reply on a oneshot)
+//!     │    route: ② Redis direct path     (caller's task, over the actor's connection)
+//!     │           ③ CurrentBackend::send  (Job → backend mailbox, reply on a oneshot)
 //!     ▼
 //!   Supervisor (actor)                    engine/supervisor.rs
-//!     │ owns: the BackendSlot's contents (one backend generation at a time),
-//!     │       the Janitor (RocksDB only)
+//!     │ owns: what CurrentBackend holds (one backend generation at a time),
+//!     │       the Janitor (RocksDB only), the Backplane (tier with a backplane)
 //!     │ receives: BackendFailed (weak recipient held by each backend),
 //!     │           PurgeExpired, Stop
 //!     ├── RocksDB worker pool             backend/rocksdb/pool.rs
 //!     │     threads fed by a crossbeam channel (the BackendTx::Pool sender)
 //!     ├── RedisActor                      backend/redis/actor.rs
 //!     │     actix mailbox (BackendTx::Redis) + RedisDirect beside it
+//!     ├── Backplane (actor)               backend/redis/backplane.rs
+//!     │     its own pub/sub connection; hands invalidations to the tier
 //!     └── Janitor (actor)                 engine/janitor.rs
-//!           sends Sweep requests through the same BackendSlot
+//!           sends Sweep jobs through the same CurrentBackend
 //!   MetricsActor (actor)                  engine/metrics_actor.rs
 //!     drains the Recorder (striped counters + event channel) every 100 ms
 //!     into Stats and the Prometheus handles; receives Snapshot, Flush
 //! ```
 //! The actors run in the caller's actix System when there is one, else in a
-//! System of our own on a dedicated thread ([`host`]).
+//! System of our own on a dedicated thread ([`host`]). A disabled keystore
+//! (`keystore.enabled: false`) is [`Engine::Noop`]: no actor runs.
 //!
 //! # The two shortcuts
 //! Both skip the actor hop but not the actor's ownership: ① uses the open
@@ -59,7 +64,7 @@ use actix::prelude::*;
 use arc_swap::ArcSwapOption;
 use tokio::sync::oneshot;
 
-use crate::backend::BackendSlot;
+use crate::backend::CurrentBackend;
 use crate::backend::redis::RedisTarget;
 use crate::backend::rocksdb::RocksStore;
 use crate::clock::Clock;
@@ -91,7 +96,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 struct Actors {
     supervisor: Addr<Supervisor>,
     metrics: Addr<MetricsActor>,
-    slot: Arc<BackendSlot>,
+    backend: Arc<CurrentBackend>,
     recorder: Recorder,
 }
 
@@ -105,8 +110,19 @@ pub(crate) struct EngineOptions {
     pub io_runtime: Option<tokio::runtime::Handle>,
 }
 
-/// The running engine behind the handles.
-pub(crate) struct Engine {
+/// The engine behind the handles: running, or the no-op engine of a
+/// disabled keystore (`keystore.enabled: false`), where every command
+/// answers its own `disabled()` and nothing runs.
+// One per keystore, inside its `Arc`: boxing the live engine would add a
+// pointer chase to every call for nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Engine {
+    Live(Live),
+    Noop(BackendKind),
+}
+
+/// The running engine: the actors, the limiter, the shortcuts.
+pub(crate) struct Live {
     backend: BackendKind,
     /// `None` only while dropping.
     actors: Option<Actors>,
@@ -130,10 +146,69 @@ pub(crate) struct Engine {
 
 impl Engine {
     /// Opens the backend `config` selects and starts the actors.
+    pub(crate) fn open(config: &Config, options: EngineOptions) -> Result<Engine> {
+        Live::open(config, options).map(Engine::Live)
+    }
+
+    /// The running engine; `None` for the no-op one.
+    pub(crate) fn live(&self) -> Option<&Live> {
+        match self {
+            Engine::Live(live) => Some(live),
+            Engine::Noop(_) => None,
+        }
+    }
+
+    /// The in-process tier, when `keystore.l1.enabled`.
+    pub(crate) fn tier(&self) -> Option<&Tier> {
+        self.live()?.tier.as_deref()
+    }
+
+    /// The recorder every call of this engine records into.
+    pub(crate) fn recorder(&self) -> Option<&Recorder> {
+        self.live()?.actors.as_ref().map(|a| &a.recorder)
+    }
+
+    /// A snapshot of the metrics (empty for the no-op engine).
+    pub(crate) async fn stats(&self) -> Stats {
+        match self {
+            Engine::Live(live) => live.stats().await,
+            Engine::Noop(backend) => Stats::empty(*backend),
+        }
+    }
+
+    pub(crate) async fn flush_metrics(&self) {
+        if let Some(live) = self.live() {
+            live.flush_metrics().await;
+        }
+    }
+
+    pub(crate) async fn purge_expired(&self) -> Result<u64> {
+        match self.live() {
+            Some(live) => live.purge_expired().await,
+            None => Ok(0),
+        }
+    }
+
+    /// Asks the engine to stop; the caller then waits for it with [`Engine::wait_stopped`].
+    pub(crate) fn begin_stop(&self) {
+        if let Some(live) = self.live() {
+            live.begin_stop();
+        }
+    }
+
+    pub(crate) fn wait_stopped(&self) {
+        if let Some(live) = self.live() {
+            live.wait_stopped();
+        }
+    }
+}
+
+impl Live {
+    /// Opens the backend `config` selects and starts the actors.
     ///
     /// RocksDB is opened here, so a held lock or a missing directory is
     /// reported at once; network backends connect in the background.
-    pub(crate) fn open(config: &Config, options: EngineOptions) -> Result<Engine> {
+    fn open(config: &Config, options: EngineOptions) -> Result<Live> {
         let mut address = None;
         let recording = Recorder::new(options.metrics.is_some());
         // A backplane only where instances share a server: one process owns
@@ -182,7 +257,7 @@ impl Engine {
                 launch(backend, interval, spec, registry, recording, limiter, tier)
             })?
         };
-        Ok(Engine {
+        Ok(Live {
             backend: config.backend,
             actors: Some(actors),
             limiter,
@@ -195,22 +270,12 @@ impl Engine {
         })
     }
 
-    /// The in-process tier, when `keystore.l1.enabled`.
-    pub(crate) fn tier(&self) -> Option<&Tier> {
-        self.tier.as_deref()
-    }
-
     fn actors(&self) -> Result<&Actors> {
         self.actors.as_ref().ok_or_else(shut_down)
     }
 
-    /// The recorder every call of this engine records into.
-    pub(crate) fn recorder(&self) -> Option<&Recorder> {
-        self.actors.as_ref().map(|a| &a.recorder)
-    }
-
     /// A snapshot of the metrics actor's totals, with the in-flight figures.
-    pub(crate) async fn stats(&self) -> Stats {
+    async fn stats(&self) -> Stats {
         let mut stats = match self.actors() {
             Ok(actors) => {
                 let (tx, rx) = oneshot::channel();
@@ -221,14 +286,14 @@ impl Engine {
         };
         stats.max_in_flight = self.limiter.max();
         stats.in_flight = self.limiter.in_flight();
-        if let Some(t) = self.tier() {
+        if let Some(t) = self.tier.as_deref() {
             (stats.tier.bytes, stats.tier.entries) = t.weight();
         }
         stats
     }
 
     /// Waits until the metrics actor has applied everything recorded so far.
-    pub(crate) async fn flush_metrics(&self) {
+    async fn flush_metrics(&self) {
         if let Ok(actors) = self.actors() {
             let (tx, rx) = oneshot::channel();
             actors.metrics.do_send(Flush { reply: tx });
@@ -236,8 +301,8 @@ impl Engine {
         }
     }
 
-    /// Sweeps expired entries now (RocksDB); answers the number removed.
-    pub(crate) async fn purge_expired(&self) -> Result<u64> {
+    /// Asks the supervisor for a sweep now.
+    async fn purge_expired(&self) -> Result<u64> {
         let (tx, rx) = oneshot::channel();
         self.actors()?
             .supervisor
@@ -245,18 +310,19 @@ impl Engine {
         rx.await.unwrap_or_else(|_| Err(shut_down()))
     }
 
-    /// Asks the engine to stop; the caller then waits for it with [`Engine::wait_stopped`].
-    pub(crate) fn begin_stop(&self) {
+    /// Empties the shortcuts and the current backend, closes the limiter
+    /// and tells the supervisor to stop.
+    fn begin_stop(&self) {
         self.in_place.store(None);
         if let Some(a) = &self.actors {
-            a.slot.set(None);
+            a.backend.set(None);
             a.supervisor.do_send(Stop);
         }
         self.limiter.close();
     }
 
     /// Stops an owned engine thread and waits until the database is closed.
-    pub(crate) fn wait_stopped(&self) {
+    fn wait_stopped(&self) {
         let may_wait = self.host.lock().stop();
         wait_closed(may_wait, self.closed.as_ref());
     }
@@ -275,7 +341,7 @@ fn wait_closed(may_wait: MayWait, closed: Option<&crossbeam_channel::Receiver<()
     }
 }
 
-impl Drop for Engine {
+impl Drop for Live {
     fn drop(&mut self) {
         self.begin_stop();
         self.actors = None;
@@ -325,12 +391,12 @@ fn launch(
         tier,
     )
     .start();
-    let slot = Arc::new(BackendSlot::default());
-    let supervisor = Supervisor::launch(sweep_interval, spec, slot.clone(), recorder.clone());
+    let backend = Arc::new(CurrentBackend::default());
+    let supervisor = Supervisor::launch(sweep_interval, spec, backend.clone(), recorder.clone());
     Actors {
         supervisor,
         metrics,
-        slot,
+        backend,
         recorder,
     }
 }

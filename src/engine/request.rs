@@ -1,54 +1,90 @@
-//! The request path inside the engine: admit a command, route it, wait for
-//! its answer. (The handle resolves the command before and records the
-//! outcome after: see `Keystore::run`.)
+//! The one request path: every operation reaches a backend through
+//! [`Engine::call`], and nowhere else.
 //!
-//! 1. **In place** (RocksDB): a read that memtables or block cache can
-//!    answer, or a write RocksDB takes without stalling, runs on the caller's
-//!    thread (see [`in_place`](super::in_place)). It never waits, so it takes
-//!    no in-flight permit and no timer.
-//! 2. **Admit**: a permit from the [`Limiter`](super::limiter::Limiter),
+//! 1. **No-op engine** (`keystore.enabled: false`): the command's own
+//!    `disabled()` answer; nothing runs.
+//! 2. **Tier**: a write takes what it changes in the in-process tier
+//!    ([`Command::touch`](crate::command::Command::touch)) before it runs,
+//!    and applies it when the answer comes back (then publishes it on the
+//!    backplane).
+//! 3. **In place** (RocksDB): what memory can answer and writes RocksDB
+//!    takes without stalling run on the caller's thread
+//!    ([`in_place`](super::in_place)). It never waits, so it takes no
+//!    in-flight permit and no timer.
+//! 4. **Admit**: a permit from the [`Limiter`](super::limiter::Limiter),
 //!    waiting at most until the call's [`Deadline`].
-//! 3. **Route**: the Redis direct path when the actor has a connection
+//! 5. **Route**: the Redis direct path when the actor has a connection
 //!    ready (the permit is freed when the caller's call ends: the command
 //!    on the wire is dropped by the connection at its reply or its reply
-//!    timeout, the same request timeout); else a [`Request`] into the
-//!    backend slot, answered on a oneshot, with the permit travelling in the
-//!    request until the backend is done with it.
-//! 4. **Wait** for the answer until the deadline, on a timer of the
+//!    timeout, the same request timeout); else a [`Job`] into the current
+//!    backend's mailbox, answered on a oneshot, with the permit travelling
+//!    in the request until the backend is done with it.
+//! 6. **Wait** for the answer until the deadline, on a timer of the
 //!    process's timer runtime (see [`timer`](super::timer)).
 
 use tokio::sync::oneshot;
 
-use super::in_place::{self, InPlace};
+use super::in_place::share_the_thread;
 use super::limiter::Refused;
-use super::{Engine, shut_down, timer};
-use crate::backend::{BackendFailed, Command, Deadline, Reply, Request, Unsent};
+use super::{Engine, Live, shut_down, timer};
+use crate::backend::{BackendFailed, Deadline, Request, Unsent};
+use crate::command::{Call, Command, InPlace, Job, Publish};
 use crate::error::{ErrorKind, KeystoreError, Result};
+use crate::tier::{Tier, Touch};
 
 impl Engine {
-    /// Runs `command` on the backend and answers its reply, all within the
-    /// request timeout.
-    pub(crate) async fn call(&self, command: Command) -> Result<Reply> {
-        match self.start_in_place(&command) {
+    /// Runs `call` on the backend and answers it, all within the request
+    /// timeout (see the module docs).
+    pub(crate) async fn call<K: Call>(&self, call: K) -> Result<K::Answer> {
+        let live = match self {
+            Engine::Live(live) => live,
+            Engine::Noop(_) => {
+                let (command, finish) = call.into_command();
+                return finish(command.disabled()?);
+            }
+        };
+        let Some(tier) = live.tier.as_deref() else {
+            return live.run(call).await;
+        };
+        let touch = call.touch(tier);
+        let answer = live.run(call).await;
+        if let Some(touch) = touch {
+            live.touched(tier, touch, answer.is_ok()).await;
+        }
+        answer
+    }
+}
+
+impl Live {
+    /// [`Engine::call`] past the tier: in place when it can be, else sent.
+    async fn run<K: Call>(&self, call: K) -> Result<K::Answer> {
+        match self.start_in_place(&call) {
             InPlace::Answered(answer) => {
-                in_place::share_the_thread().await;
+                share_the_thread().await;
                 return answer;
             }
-            InPlace::Joined(store, member) => {
-                if let Some(answer) = Engine::group_answer(store, member).await {
-                    return answer;
+            InPlace::Joined {
+                store,
+                member,
+                done,
+            } => {
+                if let Some(answer) = Live::group_answer(store, member).await {
+                    return answer.map(|()| done());
                 }
             }
             InPlace::Elsewhere => {}
         }
+        let (command, finish) = call.into_command();
+        finish(self.send(command).await?)
+    }
+
+    /// Admits `command`, routes it to the backend and waits for its answer.
+    async fn send<C: Command>(&self, command: C) -> Result<C::Answer> {
         let actors = self.actors()?;
         let deadline = Deadline::after(self.timeout);
-        // Kept apart from the command (which moves into the request) for
-        // messages; cloning the key is a reference count.
-        let (verb, subject) = (command.verb(), command.subject());
         let what = || match &self.address {
-            Some(address) => format!("{} on {} ({address})", subject.describe(verb), self.backend),
-            None => format!("{} on {}", subject.describe(verb), self.backend),
+            Some(address) => format!("{} on {} ({address})", command.describe(), self.backend),
+            None => format!("{} on {}", command.describe(), self.backend),
         };
 
         let permit = match self
@@ -60,8 +96,8 @@ impl Engine {
             Err(Refused::ShutDown) => return Err(shut_down()),
             Err(Refused::Full) => return Err(self.busy(&what())),
         };
-        if let Some((direct, conn)) = actors.slot.redis_direct() {
-            let answer = direct.call(conn, &command, deadline).await;
+        if let Some((direct, conn)) = actors.backend.redis_direct() {
+            let answer = command.on_redis(&direct, conn, deadline).await;
             drop(permit);
             // The direct path's deadline error names the backend only: name
             // the server too, as its other errors do.
@@ -74,20 +110,28 @@ impl Engine {
                 _ => e,
             });
         }
+        // Named before the command moves into the request.
+        let subject = (command.verb(), command.subject());
+        let what = || {
+            let what = subject.1.describe(subject.0);
+            match &self.address {
+                Some(address) => format!("{what} on {} ({address})", self.backend),
+                None => format!("{what} on {}", self.backend),
+            }
+        };
         let (tx, rx) = oneshot::channel();
         let stopped = |why: &str| {
             KeystoreError::new(
-                ErrorKind::Backend,
+                ErrorKind::Stopped,
                 format!("{}: {why}; retry the call", what()),
             )
         };
         let req = Request {
-            command,
+            work: Box::new(Job { command, reply: tx }),
             deadline,
-            reply: tx,
             permit: Some(permit),
         };
-        match actors.slot.send(req) {
+        match actors.backend.send(req) {
             Ok(()) => {}
             Err(Unsent::ShutDown) => return Err(shut_down()),
             Err(Unsent::BackendGone { generation }) => {
@@ -104,6 +148,25 @@ impl Engine {
             biased;
             r = rx => r.unwrap_or_else(|_| Err(stopped("the backend stopped before answering"))),
             _ = timer::sleep_until(deadline.at) => Err(deadline.timed_out(&what())),
+        }
+    }
+
+    /// After a write: applies `touch` to the tier (`ok`: the backend
+    /// acknowledged it), then publishes the invalidation on the backplane.
+    /// A failed publish is logged, not returned: the write itself
+    /// succeeded, and the other instances' copies expire within
+    /// `keystore.l1.ttl_max`.
+    async fn touched(&self, tier: &Tier, touch: Touch, ok: bool) {
+        let Some(scope) = touch.apply(tier, ok) else {
+            return;
+        };
+        if let Some((channel, message)) = tier.publish(scope)
+            && let Err(e) = self.send(Publish { channel, message }).await
+        {
+            tracing::warn!(
+                "the write succeeded, but its invalidation was not published: {e}; \
+                 other instances may serve their copies for up to keystore.l1.ttl_max"
+            );
         }
     }
 

@@ -2,7 +2,7 @@
 //! restarts it when it fails; it also owns the janitor.
 //!
 //! The handle never talks to the supervisor on the request path: it sends
-//! straight to the backend through the shared [`BackendSlot`], which the
+//! straight to the backend through the shared [`CurrentBackend`], which the
 //! supervisor fills at start and refills on every restart. Backends report
 //! failures with [`BackendFailed`] through their [`Supervision`]; a
 //! generation that fails again within [`RESTART_PAUSE`] of the last restart
@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::janitor::{Janitor, SweepNow};
 use crate::backend::redis::{Backplane, Invalidations, RedisActor, RedisTarget};
 use crate::backend::rocksdb::{RocksStore, start_pool};
-use crate::backend::{BackendFailed, BackendSlot, BackendTx, Supervision};
+use crate::backend::{BackendFailed, BackendTx, CurrentBackend, Supervision};
 use crate::config::BackendKind;
 use crate::error::Result;
 use crate::metrics::{Event, Recorder};
@@ -47,7 +47,7 @@ pub(crate) enum BackendSpec {
 
 pub(crate) struct Supervisor {
     spec: BackendSpec,
-    slot: Arc<BackendSlot>,
+    current: Arc<CurrentBackend>,
     /// Bumped on every (re)start; a failure report from an older generation is stale.
     generation: u64,
     recorder: Recorder,
@@ -64,18 +64,18 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    /// Creates the supervisor and its backend and janitor, filling `slot` before
+    /// Creates the supervisor and its backend and janitor, filling `current` before
     /// returning so the handle can send at once. Runs inside an actix System.
     pub(crate) fn launch(
         sweep_interval: Duration,
         spec: BackendSpec,
-        slot: Arc<BackendSlot>,
+        current: Arc<CurrentBackend>,
         recorder: Recorder,
     ) -> Addr<Supervisor> {
         Supervisor::create(move |ctx| {
             let mut sup = Supervisor {
                 spec,
-                slot,
+                current,
                 generation: 0,
                 recorder,
                 last_restart: None,
@@ -100,7 +100,7 @@ impl Supervisor {
                 let (stop_tx, stop_rx) = oneshot::channel();
                 sup.janitor = Some(
                     Janitor::new(
-                        sup.slot.clone(),
+                        sup.current.clone(),
                         sweep_interval,
                         sup.recorder.clone(),
                         stop_rx,
@@ -130,7 +130,7 @@ impl Supervisor {
                         tracing::error!(
                             "cannot start RocksDB worker threads: {e}; retrying in 1 s"
                         );
-                        self.slot.set(None);
+                        self.current.set(None);
                         self.recorder.backend_up(false);
                         ctx.run_later(std::time::Duration::from_secs(1), |act, ctx| {
                             act.start_backend(ctx)
@@ -152,7 +152,7 @@ impl Supervisor {
                 }
             }
         };
-        self.slot.set(Some((generation, tx)));
+        self.current.set(Some((generation, tx)));
         // RocksDB is up once its database is open and its workers run.
         self.recorder.backend_up(true);
     }
@@ -162,7 +162,7 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.slot.set(None);
+        self.current.set(None);
         self.recorder.backend_up(false);
     }
 }
@@ -180,7 +180,7 @@ impl Handler<BackendFailed> for Supervisor {
             self.generation,
             msg.reason
         );
-        // The old pool's threads exit once the slot no longer holds their address
+        // The old pool's threads exit once the current backend no longer holds their address
         // and their queue is empty: requests already queued are still answered.
         let pause = self.last_restart.map_or(Duration::ZERO, |t| {
             RESTART_PAUSE.saturating_sub(t.elapsed())
@@ -190,7 +190,7 @@ impl Handler<BackendFailed> for Supervisor {
         if pause.is_zero() {
             self.start_backend(ctx);
         } else {
-            // Failing again at once: the failed generation stays in the slot
+            // Failing again at once: the failed generation stays in the current backend
             // meanwhile (calls fail fast, asking to retry) and its further
             // reports are ignored.
             self.restart_pending = true;
@@ -234,7 +234,7 @@ impl Handler<PurgeExpired> for Supervisor {
     }
 }
 
-/// Stop now: the backend slot empties, the janitor and backend stop.
+/// Stop now: the current backend empties, the janitor and backend stop.
 pub(crate) struct Stop;
 
 impl Message for Stop {

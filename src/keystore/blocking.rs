@@ -113,11 +113,11 @@ impl BlockingKeystore {
     where
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce() -> std::result::Result<T, E> + Send + 'static,
-        E: std::fmt::Display + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let load = || async move {
             match tokio::task::spawn_blocking(loader).await {
-                Ok(result) => result.map_err(|e| e.to_string()),
+                Ok(result) => result,
                 // A panic in the loader: re-raised here, caught by the flight.
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             }

@@ -167,7 +167,10 @@ impl KeystoreBuilder {
         }
         let registry = self.registry.unwrap_or_else(MetricsRegistry::global);
         if !config.enabled {
-            return Ok(Keystore::assemble(config, None, registry, None, self.clock));
+            let engine = Engine::Noop(config.backend);
+            return Ok(Keystore::assemble(
+                config, engine, registry, None, self.clock,
+            ));
         }
         // Started before the backend so a taken address fails the build at once.
         let server = match (self.metrics, config.metrics.listen) {
@@ -188,11 +191,7 @@ impl KeystoreBuilder {
         };
         let engine = Engine::open(&config, options)?;
         Ok(Keystore::assemble(
-            config,
-            Some(engine),
-            registry,
-            server,
-            self.clock,
+            config, engine, registry, server, self.clock,
         ))
     }
 }

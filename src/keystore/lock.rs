@@ -15,11 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::backend::{Command, Reply};
+use crate::command::{Get, Lock, Unlock};
 use crate::engine::{Engine, timer};
 use crate::error::{ErrorKind, KeystoreError, Result};
-
-use super::unexpected;
 
 /// What waiting for a name's load lock ended with.
 pub(super) enum Locked {
@@ -65,20 +63,16 @@ pub(super) async fn take_or_wait(
     let give_up = Instant::now() + hold + patience;
     let poll = (hold / 20).clamp(Duration::from_millis(5), Duration::from_millis(100));
     loop {
-        let lock = Command::Lock {
+        let lock = Lock {
             key: key.clone(),
             token: token.clone(),
             ms,
         };
-        match engine.call(lock).await? {
-            Reply::Acquired(true) => return Ok(Locked::Held(Held { key, token })),
-            Reply::Acquired(false) => {}
-            other => return Err(unexpected(other)),
+        if engine.call(lock).await? {
+            return Ok(Locked::Held(Held { key, token }));
         }
-        match engine.call(Command::Get { key: name.into() }).await? {
-            Reply::Value(Some(json)) => return Ok(Locked::Loaded(json.into())),
-            Reply::Value(None) => {}
-            other => return Err(unexpected(other)),
+        if let Some(json) = engine.call(Get { key: name.into() }).await? {
+            return Ok(Locked::Loaded(json.into()));
         }
         if Instant::now() >= give_up {
             return Err(KeystoreError::new(
@@ -99,7 +93,7 @@ impl Held {
     /// Deletes the lock if this process still holds it. A failure is only
     /// logged: the lock expires by itself.
     pub(super) async fn release(self, engine: &Engine) {
-        let unlock = Command::Unlock {
+        let unlock = Unlock {
             key: self.key.clone(),
             token: self.token,
         };

@@ -6,20 +6,23 @@ use std::time::Duration;
 
 use ::metrics::{Counter, Gauge, Histogram};
 
-use super::model::{Op, Tally, TierCount};
+use super::model::{Op, TierCount};
 use super::recorder::OpTotals;
 use super::registry::{MetricsRegistry, label};
+use super::tally::Tally;
 use crate::config::BackendKind;
 use crate::error::ErrorKind;
 
 /// The error kinds any op can meet once the engine runs, registered at 0
 /// when it starts. (Config, Locked, NotFound, Io... happen at open, Auth and
-/// Tls are per deployment, Usage is a caller's bug: those appear on first use.)
-const EXPECTED_ERRORS: [ErrorKind; 6] = [
+/// Tls are per deployment, Usage is a caller's bug, Storage and Protocol a
+/// damaged disk or a foreign server: those appear on first use.)
+const EXPECTED_ERRORS: [ErrorKind; 7] = [
     ErrorKind::Timeout,
     ErrorKind::Busy,
     ErrorKind::Connection,
     ErrorKind::Backend,
+    ErrorKind::Stopped,
     ErrorKind::Shutdown,
     ErrorKind::Panic,
 ];

@@ -1,7 +1,7 @@
 //! Metrics: what the engine counts, how the hot path records it, the
 //! [`Stats`] snapshot, and the Prometheus registry, handles and exporter.
 //!
-//! - `model`: the [`Op`] labels, outcomes and events, and the `Tally`
+//! - `model`: the [`Op`] labels, outcomes and events; `tally`: the `Tally`
 //!   trait both totals below implement, so an event is taken apart once.
 //! - `recorder`: the hot-path `Recorder` (striped atomic counters for
 //!   successes, a bounded channel for everything else).
@@ -38,6 +38,7 @@ pub(crate) mod model;
 pub(crate) mod recorder;
 pub(crate) mod registry;
 pub(crate) mod stats;
+pub(crate) mod tally;
 
 pub use exporter::MetricsServer;
 pub use histogram::LatencySummary;
@@ -45,5 +46,6 @@ pub use model::Op;
 pub use registry::{METRICS, MetricsRegistry, OPERATION_BUCKETS, SWEEP_BUCKETS};
 pub use stats::{OpStats, Stats, TierStats};
 
-pub(crate) use model::{Event, Outcome, Tally, TierCount};
+pub(crate) use model::{Event, Outcome, TierCount};
 pub(crate) use recorder::Recorder;
+pub(crate) use tally::Tally;

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use super::histogram::{LatencyHistogram, LatencySummary};
-use super::model::{Op, Tally, TierCount};
+use super::model::{Op, TierCount};
 use super::recorder::OpTotals;
+use super::tally::Tally;
 use crate::config::BackendKind;
 use crate::error::ErrorKind;
 

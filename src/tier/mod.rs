@@ -49,21 +49,22 @@ use parking_lot::{Mutex, RwLock};
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, Weighter};
 
-use crate::backend::Command;
 use crate::backend::redis::Invalidations;
 use crate::clock::Clock;
 use crate::config::TierConfig;
 use crate::metrics::{Event, Recorder, TierCount};
 
 pub(crate) mod message;
+mod touch;
 
 use message::{Invalidation, Scope};
+pub(crate) use touch::Touch;
 
 /// Generation stripes: names that share one only cost each other a fill.
 const STRIPES: usize = 256;
 
 /// A name's copy in the tier.
-pub(crate) struct Copy {
+pub(crate) struct Cached {
     /// The JSON text, as the backend stores it.
     pub json: Arc<str>,
     /// On the keystore's clock: until when the copy answers reads.
@@ -85,7 +86,7 @@ pub(crate) struct Ticket {
 
 /// The in-process tier (see the module docs).
 pub(crate) struct Tier {
-    cache: Cache<Arc<str>, Arc<Copy>, Bytes, quick_cache::DefaultHashBuilder, Evictions>,
+    cache: Cache<Arc<str>, Arc<Cached>, Bytes, quick_cache::DefaultHashBuilder, Evictions>,
     /// Per stripe of names: bumped by each write and invalidation.
     generations: Box<[Mutex<u64>]>,
     /// Bumped by prefix deletes and clears, which touch names of every
@@ -108,8 +109,8 @@ pub(crate) struct Tier {
 #[derive(Clone)]
 struct Bytes;
 
-impl Weighter<Arc<str>, Arc<Copy>> for Bytes {
-    fn weight(&self, name: &Arc<str>, copy: &Arc<Copy>) -> u64 {
+impl Weighter<Arc<str>, Arc<Cached>> for Bytes {
+    fn weight(&self, name: &Arc<str>, copy: &Arc<Cached>) -> u64 {
         (name.len() + copy.json.len()).max(1) as u64
     }
 }
@@ -118,10 +119,10 @@ impl Weighter<Arc<str>, Arc<Copy>> for Bytes {
 #[derive(Clone)]
 struct Evictions(Recorder);
 
-impl Lifecycle<Arc<str>, Arc<Copy>> for Evictions {
+impl Lifecycle<Arc<str>, Arc<Cached>> for Evictions {
     type RequestState = ();
 
-    fn on_evict(&self, _state: &mut (), _name: Arc<str>, _copy: Arc<Copy>) {
+    fn on_evict(&self, _state: &mut (), _name: Arc<str>, _copy: Arc<Cached>) {
         self.0.tier(TierCount::Eviction, 1);
     }
 }
@@ -168,7 +169,7 @@ impl Tier {
     }
 
     /// The fresh copy of `name`, counted as a tier hit or miss.
-    pub(crate) fn get(&self, name: &str) -> Option<Arc<Copy>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Cached>> {
         let found = self.cache.get(name).filter(|c| self.now() < c.fresh_until);
         let what = if found.is_some() {
             TierCount::Hit
@@ -238,7 +239,7 @@ impl Tier {
             self.cache.remove(name);
             return;
         }
-        let copy = Copy {
+        let copy = Cached {
             json: Arc::from(json),
             fresh_until: now + life,
             expires_at: left.map(|l| now + l),
@@ -267,9 +268,9 @@ impl Tier {
         }
     }
 
-    /// The command that tells the other instances to drop `scope`, when
-    /// there is a backplane; counted as sent.
-    pub(crate) fn publish(&self, scope: Scope) -> Option<Command> {
+    /// The channel and message that tell the other instances to drop
+    /// `scope`, when there is a backplane; counted as sent.
+    pub(crate) fn publish(&self, scope: Scope) -> Option<(Arc<str>, String)> {
         let channel = self.channel.clone()?;
         self.recorder.tier(TierCount::InvalidationSent, 1);
         let message = Invalidation {
@@ -277,7 +278,7 @@ impl Tier {
             scope,
         }
         .encode();
-        Some(Command::Publish { channel, message })
+        Some((channel, message))
     }
 
     /// The tier's weight now (bytes of names and JSON text) and its entries.
@@ -411,8 +412,7 @@ mod tests {
             let tk = t.ticket(n);
             t.fill(n, "1", None, tk);
         }
-        let Some(Command::Publish { message, .. }) = t.publish(Scope::Names(vec!["a".into()]))
-        else {
+        let Some((_, message)) = t.publish(Scope::Names(vec!["a".into()])) else {
             panic!("no publish command");
         };
         t.received(message.as_bytes());

@@ -3,7 +3,6 @@
 //! [`redis`](super)); callers' commands run through [`RedisDirect`].
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use actix::WeakAddr;
@@ -12,10 +11,12 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use redis::RedisError;
 
 use super::cluster::ClusterRouter;
-use super::direct::{Conn, Liveness, in_runtime};
+use super::commands;
+use super::conn::{Conn, in_runtime};
+use super::link::{Link, Liveness};
 use super::target::Client;
 use super::{RedisDirect, RedisTarget};
-use crate::backend::{Command, Deadline, Request, Supervision};
+use crate::backend::{Deadline, Request, Supervision};
 use crate::metrics::Recorder;
 
 /// How often the actor pings the server on its own.
@@ -63,7 +64,7 @@ struct IoWatch {
 impl Drop for IoWatch {
     fn drop(&mut self) {
         if let Some(direct) = self.direct.upgrade() {
-            direct.rt.store(Arc::new(self.engine_rt.clone()));
+            direct.link.rt.store(Arc::new(self.engine_rt.clone()));
             direct.conn.store(None);
         }
         if let Some(actor) = self.actor.upgrade() {
@@ -86,14 +87,13 @@ impl RedisActor {
         // The engine's own runtime given as the I/O runtime is no I/O runtime.
         let io = io.filter(|h| h.id() != engine_rt.id());
         let direct = Arc::new(RedisDirect {
-            target,
-            up: Arc::new(Liveness {
-                up: AtomicBool::new(false),
-                recorder,
+            link: Arc::new(Link {
+                target,
+                up: Liveness::new(recorder),
+                rt: ArcSwap::from_pointee(io.clone().unwrap_or_else(|| engine_rt.clone())),
+                supervision,
             }),
             conn: ArcSwapOption::empty(),
-            rt: ArcSwap::from_pointee(io.clone().unwrap_or_else(|| engine_rt.clone())),
-            supervision,
             combiner: Default::default(),
         });
         let actor = RedisActor {
@@ -108,21 +108,17 @@ impl RedisActor {
 
     /// Runs `req` on its own task over `conn`.
     fn dispatch(&self, conn: Conn, req: Request) {
-        let Some(req) = req.if_wanted(self.direct.target.kind.as_str()) else {
+        let Some(req) = req.if_wanted(self.direct.link.target.kind.as_str()) else {
             return;
         };
-        let direct = self.direct.clone();
-        actix::spawn(async move {
-            let result = direct.call(conn, &req.command, req.deadline).await;
-            req.answer(result);
-        });
+        actix::spawn(req.on_redis(self.direct.clone(), conn));
     }
 
     /// Starts opening the cluster connection (the state must be `Connecting`).
     fn connect_cluster(&mut self, ctx: &mut Context<Self>) {
-        let target = self.direct.target.clone();
+        let target = self.direct.link.target.clone();
         let limit = target.connect_timeout * 3;
-        let rt = self.direct.rt.load_full();
+        let rt = self.direct.link.rt.load_full();
         let fut = async move {
             // Opened on the connection's home runtime, where its node
             // connections then live.
@@ -144,7 +140,7 @@ impl RedisActor {
             };
             match result {
                 Ok(conn) => {
-                    act.direct.up.set(true);
+                    act.direct.link.up.set(true);
                     act.direct
                         .conn
                         .store(Some(Arc::new(Conn::Cluster(conn.clone()))));
@@ -154,13 +150,13 @@ impl RedisActor {
                     }
                 }
                 Err(e) => {
-                    act.direct.up.set(false);
-                    let target = &act.direct.target;
+                    act.direct.link.up.set(false);
+                    let target = &act.direct.link.target;
                     let err = target.error("connect", &e);
                     tracing::debug!("{err}");
                     for req in waiting {
                         if let Some(req) = req.if_wanted(target.kind.as_str()) {
-                            req.answer(Err(err.clone()));
+                            req.fail(err.clone());
                         }
                     }
                 }
@@ -173,7 +169,8 @@ impl RedisActor {
             let direct = self.direct.clone();
             let deadline = Deadline::after(HEALTH_EVERY);
             actix::spawn(async move {
-                let _ = direct.call(conn, &Command::Ping, deadline).await;
+                let what = || "ping".to_owned();
+                let _ = direct.run(conn, deadline, true, what, commands::ping).await;
             });
         } else if matches!(self.cluster, ClusterState::Down) {
             self.cluster = ClusterState::Connecting(Vec::new());
@@ -218,6 +215,7 @@ impl Actor for RedisActor {
         // tell the supervisor. After a restart or at shutdown the report is
         // stale or has nobody to reach, and is ignored.
         self.direct
+            .link
             .supervision
             .failed("the Redis actor stopped".to_owned());
     }
@@ -228,11 +226,11 @@ impl RedisActor {
     /// connection's runtime, in the direct path. `false` when the client
     /// config is unusable (nothing to serve with).
     fn open_single(&mut self) -> bool {
-        let target = &self.direct.target;
+        let target = &self.direct.link.target;
         let Client::Single(client) = &target.client else {
             return true;
         };
-        let rt = self.direct.rt.load_full();
+        let rt = self.direct.link.rt.load_full();
         let _home = rt.enter();
         match target.manager(client.clone()) {
             Ok(cm) => {
@@ -265,7 +263,7 @@ impl Handler<IoRuntimeGone> for RedisActor {
         }
         tracing::warn!(
             "the I/O runtime of the {} keystore shut down; its connection moves to the engine thread",
-            self.direct.target.kind
+            self.direct.link.target.kind
         );
         // The watch has already moved `rt` to the engine's runtime and
         // cleared the connection.
@@ -273,7 +271,9 @@ impl Handler<IoRuntimeGone> for RedisActor {
             // Reopened on the engine's runtime by the next request or health check.
             self.cluster = ClusterState::Down;
         }
-        if matches!(self.direct.target.client, Client::Single(_)) && self.single_conn().is_none() {
+        if matches!(self.direct.link.target.client, Client::Single(_))
+            && self.single_conn().is_none()
+        {
             ctx.stop();
             return;
         }
@@ -289,7 +289,7 @@ impl Handler<Request> for RedisActor {
             self.dispatch(conn, req);
             return;
         }
-        if matches!(self.direct.target.client, Client::Single(_)) {
+        if matches!(self.direct.link.target.client, Client::Single(_)) {
             // The I/O runtime just shut down: reopen on the engine's runtime.
             match self.single_conn() {
                 Some(conn) => self.dispatch(conn, req),

@@ -56,10 +56,11 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::RedisDirect;
-use super::direct::Conn;
+use super::commands;
+use super::conn::Conn;
+use super::link::Link;
 use super::slot::slot;
-use crate::backend::{Command, Deadline, Reply};
+use crate::backend::{Deadline, Subject};
 use crate::error::{KeystoreError, Result};
 
 /// Commands sent on their callers' own tasks at once, at most: below this
@@ -84,20 +85,32 @@ const OVERLAP_MIN: usize = 16;
 /// combined at 256 callers against 0.67x alone.
 const COMBINE_MAX_JSON: usize = 2048;
 
-/// What a waiting caller asked for.
-enum Asked {
-    Get(Arc<str>),
+/// A caller waiting in the pending list, with where its answer goes.
+enum Waiter {
+    Get {
+        key: Arc<str>,
+        reply: oneshot::Sender<Result<Option<String>>>,
+    },
     Set {
         key: Arc<str>,
         json: String,
         ttl: Option<u64>,
+        reply: oneshot::Sender<Result<()>>,
     },
 }
 
-impl Asked {
+impl Waiter {
     fn key(&self) -> &Arc<str> {
         match self {
-            Asked::Get(key) | Asked::Set { key, .. } => key,
+            Waiter::Get { key, .. } | Waiter::Set { key, .. } => key,
+        }
+    }
+
+    /// The caller stopped waiting.
+    fn gone(&self) -> bool {
+        match self {
+            Waiter::Get { reply, .. } => reply.is_closed(),
+            Waiter::Set { reply, .. } => reply.is_closed(),
         }
     }
 
@@ -109,8 +122,18 @@ impl Asked {
             0
         };
         match self {
-            Asked::Get(_) => Group::Gets { slot },
-            Asked::Set { ttl, .. } => Group::Sets { ttl: *ttl, slot },
+            Waiter::Get { .. } => Group::Gets { slot },
+            Waiter::Set { ttl, .. } => Group::Sets { ttl: *ttl, slot },
+        }
+    }
+
+    /// Answers a failed combined command of `n` keys with `e`, as this
+    /// waiter's own error (see [`own`]).
+    fn fail(self, e: &KeystoreError, n: usize) {
+        let e = own(e, &self, n);
+        match self {
+            Waiter::Get { reply, .. } => drop(reply.send(Err(e))),
+            Waiter::Set { reply, .. } => drop(reply.send(Err(e))),
         }
     }
 }
@@ -124,12 +147,6 @@ impl Asked {
 enum Group {
     Gets { slot: u16 },
     Sets { ttl: Option<u64>, slot: u16 },
-}
-
-/// A caller waiting in the pending list.
-struct Waiter {
-    asked: Asked,
-    reply: oneshot::Sender<Result<Reply>>,
 }
 
 #[derive(Default)]
@@ -148,13 +165,15 @@ pub(crate) struct Combiner {
 }
 
 /// Where a command goes.
-pub(super) enum Route<'a> {
-    /// Alone: sent on the caller's task. The guard counts it in flight.
+pub(super) enum Route<'a, T> {
+    /// Sent on the caller's task, counted in flight by the guard.
     Direct(DirectGuard<'a>),
+    /// Sent on the caller's task, never combined (a large SET), so not counted.
+    Alone,
     /// Behind others: waits for the runner's answer; `start` says this
     /// caller must start the runner.
     Queued {
-        answer: oneshot::Receiver<Result<Reply>>,
+        answer: oneshot::Receiver<Result<T>>,
         start: bool,
     },
 }
@@ -169,42 +188,50 @@ impl Drop for DirectGuard<'_> {
 }
 
 impl Combiner {
-    /// Routes `command`; `None` for commands that are never combined (sent
-    /// alone): everything but GETs and SETs of at most
-    /// [`COMBINE_MAX_JSON`] bytes.
-    pub(super) fn route(&self, command: &Command) -> Option<Route<'_>> {
-        match command {
-            Command::Get { .. } => {}
-            Command::Set { json, .. } if json.len() <= COMBINE_MAX_JSON => {}
-            _ => return None,
+    /// Routes a GET of `key`.
+    pub(super) fn route_get(&self, key: &Arc<str>) -> Route<'_, Option<String>> {
+        self.route(|reply| Waiter::Get {
+            key: key.clone(),
+            reply,
+        })
+    }
+
+    /// Routes a SET; one of more than [`COMBINE_MAX_JSON`] bytes of JSON
+    /// always goes alone.
+    pub(super) fn route_set(&self, key: &Arc<str>, json: &str, ttl: Option<u64>) -> Route<'_, ()> {
+        if json.len() > COMBINE_MAX_JSON {
+            return Route::Alone;
         }
+        self.route(|reply| Waiter::Set {
+            key: key.clone(),
+            json: json.to_owned(),
+            ttl,
+            reply,
+        })
+    }
+
+    /// Sends at once while few are in flight, else queues the waiter
+    /// `waiter` makes (see the module docs).
+    fn route<T>(&self, waiter: impl FnOnce(oneshot::Sender<Result<T>>) -> Waiter) -> Route<'_, T> {
         {
             let mut st = self.state.lock();
             if st.direct < DIRECT_MAX && st.pending.is_empty() {
                 st.direct += 1;
-                return Some(Route::Direct(DirectGuard(self)));
+                return Route::Direct(DirectGuard(self));
             }
         }
-        // Copied outside the lock (a value may be kilobytes). If the runner
+        // Made outside the lock (a value may be kilobytes). If the runner
         // stopped meanwhile, this waiter starts the next one.
-        let asked = match command {
-            Command::Get { key } => Asked::Get(key.clone()),
-            Command::Set { key, json, ttl } => Asked::Set {
-                key: key.clone(),
-                json: json.clone(),
-                ttl: *ttl,
-            },
-            _ => return None,
-        };
         let (tx, rx) = oneshot::channel();
+        let waiter = waiter(tx);
         let mut st = self.state.lock();
-        st.pending.push(Waiter { asked, reply: tx });
+        st.pending.push(waiter);
         // A second runner only for a big batch, while the first has one out.
         let start = st.runners == 0 || (st.runners == 1 && st.pending.len() >= OVERLAP_MIN);
         if start {
             st.runners += 1;
         }
-        Some(Route::Queued { answer: rx, start })
+        Route::Queued { answer: rx, start }
     }
 
     /// The next batch for the runner, or `None` (and the runner stops) when
@@ -219,7 +246,7 @@ impl Combiner {
             }
             let batch: Vec<Waiter> = std::mem::take(&mut st.pending)
                 .into_iter()
-                .filter(|w| !w.reply.is_closed())
+                .filter(|w| !w.gone())
                 .collect();
             if !batch.is_empty() {
                 return Some(batch);
@@ -228,141 +255,149 @@ impl Combiner {
     }
 }
 
-impl RedisDirect {
-    /// The runner (see the module docs): sends the pending commands, a
-    /// batch at a time, until none waits.
-    pub(super) async fn run_combined(self: Arc<Self>, conn: Conn) {
-        let cluster = matches!(conn, Conn::Cluster(_));
-        while let Some(batch) = self.combiner.next_batch() {
-            let deadline = Deadline::after(self.target.response_timeout);
-            let mut groups: Vec<(Group, Vec<Waiter>)> = Vec::new();
-            for w in batch {
-                let of = w.asked.group(cluster);
-                match groups.iter_mut().find(|(g, _)| *g == of) {
-                    Some((_, waiters)) => waiters.push(w),
-                    None => groups.push((of, vec![w])),
+/// The runner (see the module docs): sends the pending commands of
+/// `combiner` over `conn`, a batch at a time, until none waits.
+pub(super) async fn run(link: &Link, combiner: &Combiner, conn: Conn) {
+    let cluster = matches!(conn, Conn::Cluster(_));
+    while let Some(batch) = combiner.next_batch() {
+        let deadline = Deadline::after(link.target.response_timeout);
+        let mut groups: Vec<(Group, Vec<Waiter>)> = Vec::new();
+        for w in batch {
+            let of = w.group(cluster);
+            match groups.iter_mut().find(|(g, _)| *g == of) {
+                Some((_, waiters)) => waiters.push(w),
+                None => groups.push((of, vec![w])),
+            }
+        }
+        let conn = &conn;
+        let sent = groups.into_iter().map(|(group, waiters)| async move {
+            match group {
+                Group::Gets { .. } => send_gets(link, conn, waiters, deadline).await,
+                Group::Sets { ttl, .. } => send_sets(link, conn, waiters, ttl, deadline).await,
+            }
+        });
+        futures_util::future::join_all(sent).await;
+    }
+}
+
+/// Sends `gets` as one MGET (one GET when alone) and answers each.
+async fn send_gets(link: &Link, conn: &Conn, gets: Vec<Waiter>, deadline: Deadline) {
+    let n = gets.len();
+    if n == 0 {
+        return;
+    }
+    let target = &*link.target;
+    let keys: Vec<Arc<str>> = gets.iter().map(|w| w.key().clone()).collect();
+    let answer = if n == 1 {
+        let what = || Subject::Key(keys[0].clone()).describe("get");
+        link.run(conn.clone(), deadline, true, what, |c| {
+            commands::get(target, c, &keys[0])
+        })
+        .await
+        .map(|value| vec![value])
+    } else {
+        let what = || Subject::keys(&keys).describe("get_many");
+        link.run(conn.clone(), deadline, true, what, |c| {
+            commands::get_many(target, c, &keys, deadline)
+        })
+        .await
+    };
+    match answer {
+        Ok(values) => {
+            for (w, value) in gets.into_iter().zip(values) {
+                if let Waiter::Get { reply, .. } = w {
+                    let _ = reply.send(Ok(value));
                 }
             }
-            let (this, conn) = (&*self, &conn);
-            let sent = groups.into_iter().map(|(group, waiters)| async move {
-                match group {
-                    Group::Gets { .. } => this.send_gets(conn, waiters, deadline).await,
-                    Group::Sets { ttl, .. } => this.send_sets(conn, waiters, ttl, deadline).await,
+        }
+        // One key's value is not text: that is an error of that key
+        // alone, so each GET of the batch is sent on its own.
+        Err(e) if n > 1 && e.is_data_error() => {
+            let alone = gets.into_iter().map(|w| async move {
+                if let Waiter::Get { key, reply } = w {
+                    let what = || Subject::Key(key.clone()).describe("get");
+                    let answer = link
+                        .run(conn.clone(), deadline, true, what, |c| {
+                            commands::get(target, c, &key)
+                        })
+                        .await;
+                    let _ = reply.send(answer);
                 }
             });
-            futures_util::future::join_all(sent).await;
+            futures_util::future::join_all(alone).await;
         }
-    }
-
-    /// Sends `gets` as one MGET (one GET when alone) and answers each.
-    async fn send_gets(&self, conn: &Conn, gets: Vec<Waiter>, deadline: Deadline) {
-        let n = gets.len();
-        if n == 0 {
-            return;
-        }
-        let keys: Vec<Arc<str>> = gets.iter().map(|w| w.asked.key().clone()).collect();
-        let command = if n == 1 {
-            Command::Get {
-                key: keys[0].clone(),
-            }
-        } else {
-            Command::GetMany { keys }
-        };
-        match self.call_alone(conn.clone(), &command, deadline).await {
-            Ok(Reply::Value(value)) if n == 1 => {
-                for w in gets {
-                    let _ = w.reply.send(Ok(Reply::Value(value.clone())));
-                }
-            }
-            Ok(Reply::Values(values)) if values.len() == n => {
-                for (w, value) in gets.into_iter().zip(values) {
-                    let _ = w.reply.send(Ok(Reply::Value(value)));
-                }
-            }
-            Ok(other) => answer_all(gets, &unexpected("GET", &other), n),
-            // One key's value is not text: that is an error of that key
-            // alone, so each GET of the batch is sent on its own.
-            Err(e) if n > 1 && e.is_data_error() => {
-                let alone = gets.into_iter().map(|w| async move {
-                    let get = Command::Get {
-                        key: w.asked.key().clone(),
-                    };
-                    let answer = self.call_alone(conn.clone(), &get, deadline).await;
-                    let _ = w.reply.send(answer);
-                });
-                futures_util::future::join_all(alone).await;
-            }
-            Err(e) => answer_all(gets, &e, n),
-        }
-    }
-
-    /// Sends `sets` (all with `ttl`) as one MSET (`ttl` `None`) or one
-    /// script call (one SET when alone) and answers each.
-    async fn send_sets(
-        &self,
-        conn: &Conn,
-        mut sets: Vec<Waiter>,
-        ttl: Option<u64>,
-        deadline: Deadline,
-    ) {
-        let n = sets.len();
-        let mut entries: Vec<(Arc<str>, String)> = Vec::with_capacity(n);
-        for w in &mut sets {
-            // Moved out: the waiter keeps its key, to be named in an error.
-            if let Asked::Set { key, json, .. } = &mut w.asked {
-                entries.push((key.clone(), std::mem::take(json)));
-            }
-        }
-        let command = if n == 1
-            && let Some((key, json)) = entries.pop()
-        {
-            Command::Set { key, json, ttl }
-        } else {
-            Command::SetMany { entries, ttl }
-        };
-        match self.call_alone(conn.clone(), &command, deadline).await {
-            Ok(Reply::Done) => {
-                for w in sets {
-                    let _ = w.reply.send(Ok(Reply::Done));
-                }
-            }
-            Ok(other) => answer_all(sets, &unexpected("SET", &other), n),
-            Err(e) => answer_all(sets, &e, n),
-        }
+        Err(e) => fail_all(gets, &e),
     }
 }
 
-/// Answers every waiter of a failed combined command of `n` keys with `e`,
-/// as its own error.
-fn answer_all(waiters: Vec<Waiter>, e: &KeystoreError, n: usize) {
+/// Sends `sets` (all with `ttl`) as one MSET (`ttl` `None`) or one
+/// script call (one SET when alone) and answers each.
+async fn send_sets(
+    link: &Link,
+    conn: &Conn,
+    mut sets: Vec<Waiter>,
+    ttl: Option<u64>,
+    deadline: Deadline,
+) {
+    let n = sets.len();
+    let mut entries: Vec<(Arc<str>, String)> = Vec::with_capacity(n);
+    for w in &mut sets {
+        // Moved out: the waiter keeps its key, to be named in an error.
+        if let Waiter::Set { key, json, .. } = w {
+            entries.push((key.clone(), std::mem::take(json)));
+        }
+    }
+    let answer = if n == 1 {
+        let (key, json) = &entries[0];
+        let what = || Subject::Key(key.clone()).describe("set");
+        link.run(conn.clone(), deadline, false, what, |c| {
+            commands::set(c, key, json, ttl)
+        })
+        .await
+    } else {
+        let target = &*link.target;
+        let what = || Subject::keys(entries.iter().map(|(k, _)| k)).describe("set_many");
+        link.run(conn.clone(), deadline, false, what, |c| {
+            commands::set_many(target, c, &entries, ttl, deadline)
+        })
+        .await
+    };
+    match answer {
+        Ok(()) => {
+            for w in sets {
+                if let Waiter::Set { reply, .. } = w {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+        Err(e) => fail_all(sets, &e),
+    }
+}
+
+/// Answers every waiter of a failed combined command with `e`, as its own error.
+fn fail_all(waiters: Vec<Waiter>, e: &KeystoreError) {
+    let n = waiters.len();
     for w in waiters {
-        let _ = w.reply.send(Err(own(e, &w.asked, n)));
+        w.fail(e, n);
     }
-}
-
-fn unexpected(what: &str, reply: &Reply) -> KeystoreError {
-    KeystoreError::new(
-        crate::error::ErrorKind::Backend,
-        format!("internal error: unexpected answer to a combined {what}: {reply:?}"),
-    )
 }
 
 /// `e`, the error of a combined command of `n` keys, as the error of the
-/// command `asked`: the same kind, its own key named first.
-fn own(e: &KeystoreError, asked: &Asked, n: usize) -> KeystoreError {
+/// waiter `w`: the same kind, its own key named first.
+fn own(e: &KeystoreError, w: &Waiter, n: usize) -> KeystoreError {
     if n == 1 {
         return e.clone();
     }
-    let (what, sent_in) = match asked {
-        Asked::Get(_) => ("get", "one MGET"),
-        Asked::Set { ttl: None, .. } => ("set", "one MSET"),
-        Asked::Set { .. } => ("set", "one script call or pipeline"),
+    let (what, sent_in) = match w {
+        Waiter::Get { .. } => ("get", "one MGET"),
+        Waiter::Set { ttl: None, .. } => ("set", "one MSET"),
+        Waiter::Set { .. } => ("set", "one script call or pipeline"),
     };
     KeystoreError::new(
         e.kind(),
         format!(
             "{what} of key {:?} (sent in {sent_in} with {} other commands): {e}",
-            asked.key(),
+            w.key(),
             n - 1
         ),
     )

@@ -1,5 +1,5 @@
-//! What each [`Command`] sends to a Redis-protocol server, and how its reply
-//! becomes a [`Reply`].
+//! The Redis commands each keystore operation sends, one typed function
+//! each, and how their replies become answers.
 //!
 //! Batches are one round trip on a single server (MGET; MSET, or with a
 //! TTL one `EVAL` of a `SET … EX` per key, a pipeline of them where the
@@ -11,12 +11,15 @@
 //! `SCAN MATCH` in batches (on a cluster, on every master), unlinking each
 //! batch as it comes: no single command blocks the server for long.
 
+use std::sync::Arc;
+
 use futures_util::future::join_all;
 use redis::RedisError;
 
+use super::RedisTarget;
+use super::conn::{Conn, query, query_pipe};
 use super::slot::group_by_slot;
-use super::{Conn, RedisTarget};
-use crate::backend::{Command, Deadline, Reply, Stored};
+use crate::backend::{Deadline, Stored};
 use crate::error::{ErrorKind, KeystoreError};
 use crate::ttl::Ttl;
 
@@ -41,7 +44,7 @@ const SCAN_COUNT: usize = 1000;
 
 /// Why a command failed: the server or connection (classified by the
 /// caller), or something this crate found wrong with the answer.
-pub(super) enum Failure {
+pub(crate) enum Failure {
     Redis(RedisError),
     Ours(KeystoreError),
 }
@@ -52,166 +55,143 @@ impl From<RedisError> for Failure {
     }
 }
 
-type Answer<T> = std::result::Result<T, Failure>;
+/// What a command over the wire answers.
+pub(crate) type Answer<T> = std::result::Result<T, Failure>;
 
-async fn query<T: redis::FromRedisValue>(conn: Conn, cmd: &redis::Cmd) -> Result<T, RedisError> {
-    match conn {
-        Conn::Single(mut c) => cmd.query_async(&mut c).await,
-        Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-    }
+/// `GET key`.
+pub(crate) async fn get(target: &RedisTarget, conn: Conn, key: &str) -> Answer<Option<String>> {
+    let raw: Option<Vec<u8>> = query(conn, sized("GET", 1, key.len()).arg(key)).await?;
+    text(target, key, raw)
 }
 
-async fn query_pipe<T: redis::FromRedisValue>(
-    conn: Conn,
-    pipe: &redis::Pipeline,
-) -> Result<T, RedisError> {
-    match conn {
-        Conn::Single(mut c) => pipe.query_async(&mut c).await,
-        Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
-    }
+/// `SET key json [EX ttl]`.
+pub(crate) async fn set(conn: Conn, key: &str, json: &str, ttl: Option<u64>) -> Answer<()> {
+    Ok(query(conn, &set_cmd(key, json, ttl)).await?)
 }
 
-/// Runs `command` once over `conn`.
-pub(super) async fn run_once(
+/// `DEL key`: whether it was there.
+pub(crate) async fn delete(conn: Conn, key: &str) -> Answer<bool> {
+    let n: i64 = query(conn, sized("DEL", 1, key.len()).arg(key)).await?;
+    Ok(n > 0)
+}
+
+/// `TTL key`: the remaining lifetime, `None` when missing.
+pub(crate) async fn ttl(conn: Conn, key: &str) -> Answer<Option<Ttl>> {
+    let secs: i64 = query(conn, sized("TTL", 1, key.len()).arg(key)).await?;
+    // -2: no such key; -1: no expiry.
+    Ok(match secs {
+        -1 => Some(Ttl::Never),
+        s if s >= 0 => Some(Ttl::Seconds(s as u64)),
+        _ => None,
+    })
+}
+
+/// Stores every entry for `ttl`: per hash slot one MSET without a TTL, one
+/// script call with one (a pipeline of `SET … EX` where scripts are refused).
+pub(crate) async fn set_many(
     target: &RedisTarget,
     conn: Conn,
-    command: &Command,
+    entries: &[(Arc<str>, String)],
+    ttl: Option<u64>,
     deadline: Deadline,
-) -> Answer<Reply> {
-    match command {
-        Command::Get { key } => {
-            let raw: Option<Vec<u8>> = query(conn, sized("GET", 1, key.len()).arg(&**key)).await?;
-            Ok(Reply::Value(text(target, key, raw)?))
-        }
-        Command::Set { key, json, ttl } => {
-            let _: () = query(conn, &set_cmd(key, json, *ttl)).await?;
-            Ok(Reply::Done)
-        }
-        Command::Delete { key } => {
-            let n: i64 = query(conn, sized("DEL", 1, key.len()).arg(&**key)).await?;
-            Ok(Reply::Deleted(n > 0))
-        }
-        Command::Ttl { key } => {
-            let secs: i64 = query(conn, sized("TTL", 1, key.len()).arg(&**key)).await?;
-            // -2: no such key; -1: no expiry.
-            Ok(Reply::Remaining(match secs {
-                -1 => Some(Ttl::Never),
-                s if s >= 0 => Some(Ttl::Seconds(s as u64)),
-                _ => None,
-            }))
-        }
-        // Batches and scans are boxed: their states are the largest, and
-        // every single-key call would otherwise carry (and copy) their size.
-        Command::GetMany { keys } => Box::pin(get_many(target, conn, keys, deadline))
-            .await
-            .map(Reply::Values),
-        Command::SetMany { entries, ttl } => {
-            Box::pin(per_slot(
-                target,
-                conn,
-                deadline,
-                "set_many",
-                entries,
-                |conn, group| async move {
-                    let data: usize = group.iter().map(|(k, j)| k.len() + j.len()).sum();
-                    // Without a TTL: one MSET, one command for the server
-                    // to parse, run and answer instead of one per key (what
-                    // makes combined SETs cheaper than the callers' own).
-                    if ttl.is_none() {
-                        let mut mset = sized("MSET", 2 * group.len(), data);
-                        for (key, json) in group {
-                            mset.arg(&**key).arg(json.as_str());
-                        }
-                        return query::<()>(conn, &mset).await;
-                    }
-                    // With one: a script call, one command as well, where
-                    // the server allows scripts (SET EX has no multi-key
-                    // form in Redis 7).
-                    if let Some(secs) = ttl
-                        && group.len() > 1
-                        && target.scripts_allowed()
-                    {
-                        let mut eval =
-                            sized("EVAL", 2 * group.len() + 3, SET_EX_SCRIPT.len() + data + 40);
-                        eval.arg(SET_EX_SCRIPT).arg(group.len());
-                        for (key, _) in &group {
-                            eval.arg(&**key);
-                        }
-                        for (_, json) in &group {
-                            eval.arg(json.as_str());
-                        }
-                        eval.arg(*secs);
-                        match query::<i64>(conn.clone(), &eval).await {
-                            Ok(_) => return Ok(()),
-                            // Refused before it ran: nothing was written,
-                            // so the pipeline below is the first write.
-                            Err(e) if script_refused(&e) => target.refuse_scripts(&e),
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    let mut pipe = redis::pipe();
-                    for (key, json) in group {
-                        pipe.add_command(set_cmd(key, json, *ttl)).ignore();
-                    }
-                    query_pipe::<()>(conn, &pipe).await
-                },
-            ))
-            .await?;
-            Ok(Reply::Done)
-        }
-        Command::DeleteMany { keys } => {
-            let counts = Box::pin(per_slot(
-                target,
-                conn,
-                deadline,
-                "delete_many",
-                keys,
-                |conn, group| async move { query::<u64>(conn, &keys_cmd("UNLINK", &group)).await },
-            ))
-            .await?;
-            Ok(Reply::Count(counts.into_iter().map(|(_, n)| n).sum()))
-        }
-        Command::DeletePrefix { prefix } => Box::pin(delete_prefix(conn, prefix))
-            .await
-            .map(Reply::Count),
-        Command::Entries { keys } => Box::pin(entries(target, conn, keys, deadline))
-            .await
-            .map(Reply::Entries),
-        Command::Publish { channel, message } => {
-            let _: i64 = query(conn, redis::cmd("PUBLISH").arg(&**channel).arg(message)).await?;
-            Ok(Reply::Done)
-        }
-        Command::Ping => {
-            let _: String = query(conn, &redis::cmd("PING")).await?;
-            Ok(Reply::Done)
-        }
-        Command::Lock { key, token, ms } => {
-            let mut set = redis::cmd("SET");
-            set.arg(&**key).arg(&**token).arg("NX").arg("PX").arg(*ms);
-            let taken: Option<String> = query(conn, &set).await?;
-            Ok(Reply::Acquired(taken.is_some()))
-        }
-        Command::Unlock { key, token } => {
-            let mut unlock = redis::cmd("EVAL");
-            unlock.arg(UNLOCK_SCRIPT).arg(1).arg(&**key).arg(&**token);
-            let _: i64 = query(conn, &unlock).await?;
-            Ok(Reply::Done)
-        }
-        // Servers expire keys themselves.
-        Command::Sweep { .. } => Ok(Reply::Swept {
-            removed: 0,
-            scanned: 0,
-            more: false,
-            contended: false,
-        }),
-        #[cfg(feature = "fault-injection")]
-        Command::Panic => panic!("injected panic in the {} backend", target.kind),
-        #[cfg(feature = "fault-injection")]
-        Command::Stall(d) => {
-            tokio::time::sleep(*d).await;
-            Ok(Reply::Done)
-        }
-    }
+) -> Answer<()> {
+    per_slot(
+        target,
+        conn,
+        deadline,
+        "set_many",
+        entries,
+        |conn, group| async move {
+            let data: usize = group.iter().map(|(k, j)| k.len() + j.len()).sum();
+            // Without a TTL: one MSET, one command for the server to parse,
+            // run and answer instead of one per key (what makes combined
+            // SETs cheaper than the callers' own).
+            if ttl.is_none() {
+                let mut mset = sized("MSET", 2 * group.len(), data);
+                for (key, json) in group {
+                    mset.arg(&**key).arg(json.as_str());
+                }
+                return query::<()>(conn, &mset).await;
+            }
+            // With one: a script call, one command as well, where the
+            // server allows scripts (SET EX has no multi-key form in Redis 7).
+            if let Some(secs) = ttl
+                && group.len() > 1
+                && target.scripts_allowed()
+            {
+                let mut eval = sized("EVAL", 2 * group.len() + 3, SET_EX_SCRIPT.len() + data + 40);
+                eval.arg(SET_EX_SCRIPT).arg(group.len());
+                for (key, _) in &group {
+                    eval.arg(&**key);
+                }
+                for (_, json) in &group {
+                    eval.arg(json.as_str());
+                }
+                eval.arg(secs);
+                match query::<i64>(conn.clone(), &eval).await {
+                    Ok(_) => return Ok(()),
+                    // Refused before it ran: nothing was written, so the
+                    // pipeline below is the first write.
+                    Err(e) if script_refused(&e) => target.refuse_scripts(&e),
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut pipe = redis::pipe();
+            for (key, json) in group {
+                pipe.add_command(set_cmd(key, json, ttl)).ignore();
+            }
+            query_pipe::<()>(conn, &pipe).await
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// `UNLINK key…` per hash slot: how many were there.
+pub(crate) async fn delete_many(
+    target: &RedisTarget,
+    conn: Conn,
+    keys: &[Arc<str>],
+    deadline: Deadline,
+) -> Answer<u64> {
+    let counts = per_slot(
+        target,
+        conn,
+        deadline,
+        "delete_many",
+        keys,
+        |conn, group| async move { query::<u64>(conn, &keys_cmd("UNLINK", &group)).await },
+    )
+    .await?;
+    Ok(counts.into_iter().map(|(_, n)| n).sum())
+}
+
+/// `PUBLISH channel message`.
+pub(crate) async fn publish(conn: Conn, channel: &str, message: &str) -> Answer<()> {
+    let _: i64 = query(conn, redis::cmd("PUBLISH").arg(channel).arg(message)).await?;
+    Ok(())
+}
+
+/// `PING`.
+pub(crate) async fn ping(conn: Conn) -> Answer<()> {
+    let _: String = query(conn, &redis::cmd("PING")).await?;
+    Ok(())
+}
+
+/// `SET key token NX PX ms`: whether this caller took the lock.
+pub(crate) async fn lock(conn: Conn, key: &str, token: &str, ms: u64) -> Answer<bool> {
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(token).arg("NX").arg("PX").arg(ms);
+    let taken: Option<String> = query(conn, &set).await?;
+    Ok(taken.is_some())
+}
+
+/// Deletes `key` if it still holds `token`.
+pub(crate) async fn unlock(conn: Conn, key: &str, token: &str) -> Answer<()> {
+    let mut unlock = redis::cmd("EVAL");
+    unlock.arg(UNLOCK_SCRIPT).arg(1).arg(key).arg(token);
+    let _: i64 = query(conn, &unlock).await?;
+    Ok(())
 }
 
 /// Whether `e` is the server refusing `EVAL` itself (so the script did not
@@ -272,7 +252,8 @@ fn text(target: &RedisTarget, key: &str, raw: Option<Vec<u8>>) -> Answer<Option<
     }
 }
 
-async fn get_many(
+/// `MGET key…` per hash slot, in the caller's order.
+pub(crate) async fn get_many(
     target: &RedisTarget,
     conn: Conn,
     keys: &[std::sync::Arc<str>],
@@ -308,7 +289,7 @@ fn in_order<T, V: Clone>(
     for (indices, values) in groups {
         if values.len() != indices.len() {
             return Err(Failure::Ours(KeystoreError::new(
-                ErrorKind::Backend,
+                ErrorKind::Protocol,
                 format!(
                     "{what} on {} ({}): the server answered {} values for {} keys",
                     target.kind,
@@ -327,7 +308,7 @@ fn in_order<T, V: Clone>(
 
 /// Each key's value and remaining lifetime: a pipeline of `GET` and `PTTL`
 /// per hash slot (one round trip on a single server).
-async fn entries(
+pub(crate) async fn entries(
     target: &RedisTarget,
     conn: Conn,
     keys: &[std::sync::Arc<str>],
@@ -490,7 +471,7 @@ pub(super) fn match_pattern(prefix: &str) -> String {
 
 /// Unlinks every key matching `prefix`, a `SCAN` batch at a time (on every
 /// master of a cluster); answers how many were removed.
-async fn delete_prefix(conn: Conn, prefix: &str) -> Answer<u64> {
+pub(crate) async fn delete_prefix(conn: Conn, prefix: &str) -> Answer<u64> {
     let pattern = match_pattern(prefix);
     let mut removed = 0;
     match &conn {

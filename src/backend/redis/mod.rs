@@ -9,10 +9,13 @@
 //!   connection recover while nobody sends), and is restarted by the
 //!   supervisor when a call panics or it stops. Requests that arrive before
 //!   a connection is ready (a cluster still opening) wait in the actor.
-//! - [`commands`]: what each command sends, batches split by hash slot
-//!   ([`slot`]) on a cluster, prefix deletes by `SCAN` + `UNLINK`.
+//! - [`commands`]: what each operation sends, one typed function each,
+//!   batches split by hash slot ([`slot`]) on a cluster, prefix deletes by
+//!   `SCAN` + `UNLINK`; [`conn`]: the connection they go over.
+//! - [`link`]: what a call needs around the connection, and `Link::run`,
+//!   the one way a command goes over the wire (deadline, panic, retry).
 //! - [`direct`]: [`RedisDirect`], published by the actor once a connection
-//!   is ready. The handle runs commands over it on the caller's own task,
+//!   is ready. The engine runs commands over it on the caller's own task,
 //!   with no mailbox hop; only the socket I/O runs where the connection's
 //!   driver lives: the engine's runtime, or the runtime given to
 //!   `KeystoreBuilder::io_runtime` (the callers' own, so a reply wakes its
@@ -45,12 +48,15 @@ pub(crate) mod backplane;
 pub(crate) mod cluster;
 pub(crate) mod combine;
 pub(crate) mod commands;
+pub(crate) mod conn;
 pub(crate) mod direct;
 pub(crate) mod errors;
+pub(crate) mod link;
 pub(crate) mod slot;
 pub(crate) mod target;
 
 pub(crate) use actor::RedisActor;
 pub(crate) use backplane::{Backplane, Invalidations};
-pub(crate) use direct::{Conn, RedisDirect};
+pub(crate) use conn::Conn;
+pub(crate) use direct::RedisDirect;
 pub(crate) use target::RedisTarget;

@@ -19,4 +19,4 @@ pub(crate) mod store;
 pub(crate) mod stripes;
 
 pub(crate) use pool::start_pool;
-pub(crate) use store::{RocksStore, SetStarted};
+pub(crate) use store::{RocksStore, SetStarted, SweepOutcome};

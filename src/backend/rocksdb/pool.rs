@@ -8,12 +8,10 @@
 //! by that channel: the workers finish the queue and exit when the last sender
 //! is dropped (a restart or shutdown), and the last one out closes the database.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use super::RocksStore;
-use crate::backend::{Command, Reply, Request, Supervision};
-use crate::error::Result;
+use crate::backend::{Request, Supervision};
 
 /// One worker of the pool. All workers share the one open database.
 struct RocksWorker {
@@ -52,71 +50,17 @@ pub(crate) fn start_pool(
 }
 
 impl RocksWorker {
-    fn execute(&self, command: &Command) -> Result<Reply> {
-        if !matches!(command, Command::Sweep { .. }) {
-            self.store.note_foreground();
-        }
-        Ok(match command {
-            Command::Get { key } => Reply::Value(self.store.get(key)?),
-            Command::Set { key, json, ttl } => {
-                self.store.set(key, json, *ttl)?;
-                Reply::Done
-            }
-            Command::Delete { key } => Reply::Deleted(self.store.delete(key)?),
-            Command::Ttl { key } => Reply::Remaining(self.store.ttl(key)?),
-            Command::GetMany { keys } => Reply::Texts(self.store.get_many(keys)?),
-            Command::SetMany { entries, ttl } => {
-                self.store.set_many(entries, *ttl)?;
-                Reply::Done
-            }
-            Command::DeleteMany { keys } => Reply::Count(self.store.delete_many(keys)?),
-            Command::DeletePrefix { prefix } => Reply::Count(self.store.delete_prefix(prefix)?),
-            Command::Entries { keys } => Reply::Entries(
-                keys.iter()
-                    .map(|k| self.store.entry(k))
-                    .collect::<Result<_>>()?,
-            ),
-            // No backplane on an embedded database: one process owns it.
-            Command::Publish { .. } => Reply::Done,
-            Command::Ping => {
-                self.store.ping()?;
-                Reply::Done
-            }
-            // The database's LOCK file already keeps other processes out.
-            Command::Lock { .. } => Reply::Acquired(true),
-            Command::Unlock { .. } => Reply::Done,
-            Command::Sweep { limit } => {
-                let o = self.store.sweep(*limit)?;
-                Reply::Swept {
-                    removed: o.removed,
-                    scanned: o.scanned,
-                    more: o.more,
-                    contended: o.contended,
-                }
-            }
-            #[cfg(feature = "fault-injection")]
-            Command::Panic => panic!("injected panic in the RocksDB backend"),
-            #[cfg(feature = "fault-injection")]
-            Command::Stall(d) => {
-                std::thread::sleep(*d);
-                Reply::Done
-            }
-        })
-    }
-
     fn handle(&self, req: Request) {
         let Some(req) = req.if_wanted("rocksdb") else {
             return;
         };
-        let result = catch_unwind(AssertUnwindSafe(|| self.execute(&req.command))).unwrap_or_else(
-            |payload| {
-                Err(self.supervision.panicked(
-                    payload.as_ref(),
-                    &req.command.describe(),
-                    &format!("rocksdb ({})", self.store.path().display()),
-                ))
-            },
-        );
-        req.answer(result);
+        let on_panic = |payload: &(dyn std::any::Any + Send), what: &str| {
+            self.supervision.panicked(
+                payload,
+                what,
+                &format!("rocksdb ({})", self.store.path().display()),
+            )
+        };
+        req.on_rocks(&self.store, &on_panic);
     }
 }

@@ -1,0 +1,85 @@
+//! `get_many`: the JSON texts of many names in one round trip. [`ReadMany`]
+//! asks RocksDB's memory before it copies a single name.
+
+use std::sync::Arc;
+
+use super::{Call, Command, InPlace, READS};
+use crate::backend::redis::{Conn, RedisDirect, commands};
+use crate::backend::rocksdb::RocksStore;
+use crate::backend::{Deadline, Subject, ValueTexts};
+use crate::error::Result;
+use crate::tier::{Tier, Touch};
+
+/// `MGET key…` (one per hash slot on a cluster), one `MultiGet` on RocksDB:
+/// each name's text, in the order asked.
+pub(crate) struct GetMany {
+    pub keys: Vec<Arc<str>>,
+}
+
+impl Command for GetMany {
+    type Answer = ValueTexts;
+
+    fn verb(&self) -> &'static str {
+        "get_many"
+    }
+
+    fn subject(&self) -> Subject {
+        Subject::keys(&self.keys)
+    }
+
+    fn disabled(&self) -> Result<ValueTexts> {
+        Ok(ValueTexts::missing(self.keys.len()))
+    }
+
+    fn in_place(&self, store: &Arc<RocksStore>) -> InPlace<ValueTexts> {
+        InPlace::answered(store.get_many_in_memory(&self.keys))
+    }
+
+    fn on_rocks(&self, store: &RocksStore) -> Result<ValueTexts> {
+        store.get_many(&self.keys)
+    }
+
+    async fn on_redis(
+        &self,
+        direct: &RedisDirect,
+        conn: Conn,
+        deadline: Deadline,
+    ) -> Result<ValueTexts> {
+        let target = direct.target();
+        let what = || self.describe();
+        let texts = direct
+            .run(conn, deadline, READS, what, |c| {
+                commands::get_many(target, c, &self.keys, deadline)
+            })
+            .await?;
+        Ok(ValueTexts::each(texts))
+    }
+
+    fn touch(&self, _tier: &Tier) -> Option<Touch> {
+        None
+    }
+}
+
+/// A batch read of `keys` that memory may answer without copying a name;
+/// else a [`GetMany`] is sent.
+pub(crate) struct ReadMany<'a, K> {
+    pub keys: &'a [K],
+}
+
+impl<K: AsRef<str>> Call for ReadMany<'_, K> {
+    type Answer = ValueTexts;
+    type Command = GetMany;
+
+    fn in_place(&self, store: &Arc<RocksStore>) -> InPlace<ValueTexts> {
+        InPlace::answered(store.get_many_in_memory(self.keys))
+    }
+
+    fn touch(&self, _tier: &Tier) -> Option<Touch> {
+        None
+    }
+
+    fn into_command(self) -> (GetMany, impl FnOnce(ValueTexts) -> Result<ValueTexts>) {
+        let keys = self.keys.iter().map(|k| Arc::from(k.as_ref())).collect();
+        (GetMany { keys }, Ok)
+    }
+}
