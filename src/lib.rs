@@ -114,7 +114,7 @@
 //! - RocksDB: key = the name's UTF-8 bytes; value =
 //!   `{"data": "<JSON text of the data>", "expires_at": <unix seconds>}`,
 //!   `-1` for never-expire. The expiry index lives beside the values (see
-//!   `backend/rocksdb/store`).
+//!   `backend/rocksdb/store/mod.rs`).
 #![warn(missing_docs)]
 
 mod backend;

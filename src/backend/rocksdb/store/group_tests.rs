@@ -2,8 +2,10 @@
 //! member of a group is told, and what lands (see [`group`](super::super::group)).
 
 use super::*;
-use crate::backend::rocksdb::group::Member;
+use crate::backend::rocksdb::group::{Entry, Member};
+use crate::backend::rocksdb::stripes::Wait;
 use crate::config::Config;
+use crate::ttl::Ttl;
 
 fn open(dir: &Path) -> RocksStore {
     let mut cfg = Config::default().rocksdb;
@@ -140,15 +142,4 @@ fn a_set_with_nothing_under_way_is_written_at_once() {
     ));
     assert_eq!(store.get("k").unwrap().as_deref(), Some("1"));
     assert_eq!(writes_and_keys(&store).0, writes + 1);
-}
-
-#[test]
-fn the_write_counts_are_read_from_rocksdb_stats() {
-    let text = "** DB Stats **\nUptime(secs): 0.0 total, 0.0 interval\n\
-                Cumulative writes: 1234 writes, 5678 keys, 1000 commit groups, 1.2 writes per \
-                commit group, ingest: 0.00 GB, 0.00 MB/s\n";
-    assert_eq!(parse_writes_and_keys(text), Some((1234, 5678)));
-    let big = "Cumulative writes: 1234K writes, 5M keys, 1 commit groups";
-    assert_eq!(parse_writes_and_keys(big), Some((1_234_000, 5_000_000)));
-    assert_eq!(parse_writes_and_keys("no stats"), None);
 }
