@@ -7,7 +7,7 @@
 //! - The [`BackendSlot`] is where the handle finds the current backend's
 //!   mailbox ([`BackendTx`]); the supervisor fills it at start and on every
 //!   restart, and empties it at shutdown.
-//! - A backend that can no longer serve (a call panicked, its actor stopped)
+//! - A backend that cannot go on serving (a call panicked, its actor stopped)
 //!   says so through its [`Supervision`], a weak recipient of
 //!   [`BackendFailed`]: backends never name the supervisor's type, so the
 //!   imports flow one way, engine → backend.
@@ -343,7 +343,7 @@ impl Request {
     }
 }
 
-/// A backend tells its supervisor it can no longer serve (a call panicked,
+/// A backend tells its supervisor it cannot go on serving (a call panicked,
 /// its workers or actor stopped); the supervisor starts a new generation.
 pub(crate) struct BackendFailed {
     pub generation: u64,
@@ -364,7 +364,7 @@ pub(crate) struct Supervision {
 }
 
 impl Supervision {
-    /// Reports that this generation can no longer serve.
+    /// Reports that this generation cannot go on serving.
     pub(crate) fn failed(&self, reason: String) {
         if let Some(s) = self.sink.upgrade() {
             s.do_send(BackendFailed {

@@ -3,7 +3,7 @@
 /// The JSON texts of a batch read, in the order the names were asked: one
 /// `String` holding them all and a span per name (`None`: missing or
 /// expired). A batch of 100 values costs a few allocations, not 100: on a
-/// warm RocksDB read the per-value allocations were as costly as the reads.
+/// warm RocksDB read the per-value allocations are as costly as the reads.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct ValueTexts {
     text: String,

@@ -89,13 +89,13 @@
 //!
 //! # Writes on the caller's thread
 //! Handing each write to a pool worker and its answer back costs two thread
-//! wake-ups, ten times a memtable insert. So the engine first tries a write
+//! wake-ups, far more than a memtable insert. So the engine first tries a write
 //! in place ([`try_set`](RocksStore::try_set), [`try_delete`](RocksStore::try_delete),
 //! and their batch forms): stripes taken only if free, RocksDB's
 //! `no_slowdown`, and for deletes the "was it there" read from memory only.
 //! Anything that would wait (a stripe a sweep holds, a write stall, a read
 //! from a file, fsynced writes) answers `None`, and the write goes to the
-//! pool, which waits as before. The write itself is the same: WAL first,
+//! pool, which waits. The write itself is the same: WAL first,
 //! then memtable, acknowledged only after both.
 
 use std::path::{Path, PathBuf};
@@ -1123,7 +1123,7 @@ impl RocksStore {
         };
         taken.retain(|q| !q.abandoned());
         // In the order they joined: two SETs of one key keep their order.
-        // (Sorting the keys first measured no faster.)
+        // (Sorting the keys first is no faster.)
         let (_shared, free) = self
             .stripes
             .shared_where_free(taken.iter().map(|q| q.key.as_bytes()));
