@@ -214,7 +214,7 @@ fn get_or_set_cells(
         "{:<10} {:>8} {:>14} {:>14} {:>9}",
         "backend", "callers", "get ops/s", "g_o_s ops/s", "g_o_s/get"
     );
-    // Each side of a round runs about this long (Redis reads are ~100x
+    // Each side of a round runs about this long (Redis reads are far
     // slower than warm RocksDB ones: a fixed count would take minutes there).
     let side = if quick {
         Duration::from_millis(300)

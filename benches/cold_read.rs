@@ -1,5 +1,5 @@
 //! Reads in a fresh process, over a database a previous process wrote: the
-//! main job's read run (`objdatakey load --read-ratio 1`) against raw
+//! README's load read run (`objdatakey load --read-ratio 1`) against raw
 //! `DB::get` from 2 threads on the same reopened database.
 //!
 //! 1. `objdatakey load --read-ratio 0` writes every key of the key space (a
@@ -7,7 +7,7 @@
 //! 2. Rounds, alternating which side goes first; each side is a fresh
 //!    process, so its block cache starts empty:
 //!    - handle: `objdatakey load --read-ratio 1 --json`, the same flags as
-//!      the main job (64 callers, 64-byte values);
+//!      the README's load run (64 callers, 64-byte values);
 //!    - raw: this bench re-executed as its own child, which opens the
 //!      database with the engine's options and reads the same keys in the
 //!      same order with `DB::get` from 2 threads, recording each read's
@@ -27,9 +27,9 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
-/// Callers of the handle's read run (the main job's default).
+/// Callers of the handle's read run (the README's load run's default).
 const CALLERS: u64 = 64;
-/// Threads of the raw side (the cores of the machine the target names).
+/// Threads of the raw side (one per core of the 2-core machine the comparison is for).
 const RAW_THREADS: u64 = 2;
 /// Set in the child that runs the raw side: the database directory.
 const ENV_RAW_DIR: &str = "OBJDATAKEY_COLD_READ_RAW_DIR";

@@ -55,8 +55,8 @@ fn main() {
     };
     let metrics = support::metrics_on();
     // Many short rounds rather than a few long ones: a round trip here is
-    // mostly the kernel's wake-ups on 2 shared cores, whose speed drifts by
-    // 10-20% over seconds; the median of 15 alternating pairs follows that
+    // mostly the kernel's wake-ups on 2 shared cores, whose speed drifts
+    // widely over seconds; the median of 15 alternating pairs follows that
     // drift far less than the median of 5 (same ops in all).
     let (rounds, ops) = if quick {
         (3, 20_000u64)
@@ -173,13 +173,13 @@ const LONE_SIDES: [&str; 4] = ["default", "engine", "raw", "control"];
 
 /// How 1-caller cells are measured: each side in processes of its own.
 ///
-/// A lone caller's round trip runs at one of two speeds for a whole round
-/// (about 62-75 or 85-102 us per op here, either side), by where the kernel
-/// and tokio place the caller's task, the connection's driver and
-/// redis-server, and a process tends to keep its placement: measured in one
-/// process, raw against a second raw connection gave 0.89x-1.02x
-/// (BENCHMARKS.md, tenth session), as wide as the margin a 1-caller target
-/// allows. So every block runs one process per side, in an order rotated
+/// A lone caller's round trip runs at one of two clearly different speeds
+/// for a whole round (either side), by where the kernel and tokio place the
+/// caller's task, the connection's driver and redis-server, and a process
+/// tends to keep its placement: measured in one process, raw against a
+/// second raw connection spreads as wide as the margin a 1-caller target
+/// allows (see BENCHMARKS.md, Redis GET 64 B at 1 caller). So every block
+/// runs one process per side, in an order rotated
 /// from block to block; each process warms up, then times its rounds (a
 /// fresh task each, as in the other cells). The ratio is the median over
 /// blocks of the side's ops/s over raw's in the same block; `control` is

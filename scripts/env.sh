@@ -3,8 +3,8 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/objdatakey-target}"
 
 # Test, bench and example binaries of earlier builds (about 0.5 GB each with
-# their debug info) are never reused once their hash changes, and 160 of them
-# once filled this machine's disk: drop those not rebuilt for two days (cargo
+# their debug info) are never reused once their hash changes, and they pile
+# up until they fill the disk: drop those not rebuilt for two days (cargo
 # relinks any it still needs).
 if [ -d "$CARGO_TARGET_DIR/release/deps" ]; then
   find "$CARGO_TARGET_DIR/release/deps" "$CARGO_TARGET_DIR/release/examples" \

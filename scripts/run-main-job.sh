@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: a load run on the embedded RocksDB default. Installs what it
+# The README's load run on the embedded RocksDB default. Installs what it
 # needs, builds the release binary, checks the keystore, then drives it with
 # `objdatakey load`: a write-only run over the key space, then a read-only run
 # over the same keys (every read hits), printing each summary (ops/s, latency

@@ -4,7 +4,7 @@
 # (README included), then every example once. Arguments go to `cargo test`
 # (a filter, `--test NAME`); with arguments the examples are not run.
 #
-# It runs in the release profile, the one the main job and the benches build
+# It runs in the release profile, the one the README's load run and the benches build
 # too: RocksDB's C++ (the longest part of any build) is then compiled once
 # for all of them. Our own crate keeps debug assertions and overflow checks
 # here (a package override: RocksDB's artifact is not affected by it).

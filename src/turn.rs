@@ -18,10 +18,9 @@ use std::task::{Context, Poll};
 ///
 /// Why not `tokio::task::yield_now`: that one defers the task until its
 /// worker next polls the I/O driver, which a busy worker does once every 61
-/// task polls. With 64 callers making warm reads, each poll of a task ran
-/// up to 256 calls before yielding, so a call that yielded waited for
-/// thousands of others: the cold read run's p99.9 of 17–20 ms and max of
-/// 39–58 ms (BENCHMARKS.md, sixth and seventh sessions).
+/// task polls. With many callers making warm reads, each of those polls
+/// runs many calls, so a call that yields waits for thousands of others and
+/// cold reads get a long tail (see BENCHMARKS.md, turns by requeue).
 pub(crate) fn requeue() -> Requeue {
     Requeue { woken: false }
 }

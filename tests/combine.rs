@@ -1,5 +1,5 @@
 //! Concurrent GETs combined into MGETs and SETs into MSETs and script calls
-//! (issue 13) on a real redis-server and a 3-master Redis Cluster: every
+//! on a real redis-server and a 3-master Redis Cluster: every
 //! caller gets its own name's value, every SET lands with its own TTL, a
 //! bad value is an error for its own callers only, a refused batch is an
 //! error for each of its callers naming its key, a server that refuses

@@ -1,4 +1,4 @@
-//! Issue 14, part 2: a process crash loses no acknowledged write.
+//! A process crash loses no acknowledged write.
 //!
 //! RocksDB promises that with the WAL on and `sync = false` (what the engine
 //! uses) a *process* crash loses nothing that was acknowledged; only a machine
@@ -174,7 +174,7 @@ fn log(ledger: &Mutex<std::fs::File>, line: &str) {
 async fn write_until_killed(dir: PathBuf, ledger: PathBuf, round: u64, seed: u64) {
     let mut cfg = common::rocks_config(&dir);
     // Periodic sweeps every 200 ms (default 300 s): a writer lives 50-800 ms,
-    // so with the suggested 1 s the periodic janitor would never run before
+    // so with a 1 s interval the periodic janitor would never run before
     // the kill; this way it sweeps alongside the explicit purges below.
     cfg.rocksdb.ttl_cleanup_interval = Duration::from_millis(200);
     let ks = Keystore::builder()

@@ -407,10 +407,10 @@ fn every_call_after_shutdown_answers_shutdown_without_panicking() {
 }
 
 /// `shutdown()` on one clone while others wait for the worker pool: their
-/// deadline timers must outlive the engine's runtime (they used to live on
-/// it, and polling a timer of a runtime that has shut down panics in tokio:
-/// 200 of 200 callers panicked). Every caller gets an answer, and every
-/// write acknowledged before the database closed is on disk.
+/// deadline timers must outlive the engine's runtime (polling a timer of a
+/// runtime that has shut down panics in tokio, so a timer on the engine's
+/// runtime would panic every waiting caller). Every caller gets an answer,
+/// and every write acknowledged before the database closed is on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_while_callers_wait_answers_each_of_them_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -460,9 +460,9 @@ async fn shutdown_while_callers_wait_answers_each_of_them_cleanly() {
 /// Calls answered on the caller's thread (warm reads, writes RocksDB takes
 /// at once) never wait on a tokio resource, yet a task making only such
 /// calls still yields now and then: on a one-thread runtime another task
-/// gets to run within a bounded number of calls. (Before, a warm reader
-/// never yielded, and a task whose read had gone to the pool waited for the
-/// whole loop: the 1–2 s read of the main job's cold read run.)
+/// gets to run within a bounded number of calls. (A warm reader that never
+/// yielded would keep a task whose read went to the pool waiting for its
+/// whole loop.)
 /// Warm reads (or writes) of one name through `ks` until `ran` is set (at
 /// most 10 000); answers how many were made.
 async fn calls_until(ks: &Keystore, ran: &std::sync::atomic::AtomicBool, writes: bool) -> u32 {

@@ -7,7 +7,7 @@
 //!   written in `command/`, beside the command.
 //! - [`CurrentBackend`] (`current.rs`) is where the engine finds the
 //!   running generation's mailbox ([`BackendTx`]).
-//! - A backend that can no longer serve (a call panicked, its actor
+//! - A backend that cannot go on serving (a call panicked, its actor
 //!   stopped) says so through its [`Supervision`] (`supervision.rs`), a
 //!   weak recipient of [`BackendFailed`]: backends never name the
 //!   supervisor's type, so the imports flow one way, engine → backend.

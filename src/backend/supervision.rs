@@ -1,4 +1,4 @@
-//! How a backend generation tells its supervisor it can no longer serve,
+//! How a backend generation tells its supervisor it cannot go on serving,
 //! without naming the supervisor's type (the imports flow engine → backend).
 
 use actix::WeakRecipient;
@@ -6,7 +6,7 @@ use actix::prelude::*;
 
 use crate::error::{ErrorKind, KeystoreError};
 
-/// A backend tells its supervisor it can no longer serve (a call panicked,
+/// A backend tells its supervisor it cannot go on serving (a call panicked,
 /// its workers or actor stopped); the supervisor starts a new generation.
 pub(crate) struct BackendFailed {
     pub generation: u64,
@@ -27,7 +27,7 @@ pub(crate) struct Supervision {
 }
 
 impl Supervision {
-    /// Reports that this generation can no longer serve.
+    /// Reports that this generation cannot go on serving.
     pub(crate) fn failed(&self, reason: String) {
         if let Some(s) = self.sink.upgrade() {
             s.do_send(BackendFailed {

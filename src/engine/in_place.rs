@@ -3,9 +3,9 @@
 //!
 //! # Why
 //! A hand-off costs two thread wake-ups (the worker's, then the caller's),
-//! about 10–20 µs on a loaded 2-core machine, while a warm read or a memtable
-//! write costs 0.5–2 µs: through the pool a single caller wrote at 0.09x
-//! the speed of a raw `DB::put`.
+//! which on a loaded 2-core machine take many times as long as a warm read
+//! or a memtable write: through the pool a single caller writes at a small
+//! fraction of the speed of a raw `DB::put` (see BENCHMARKS.md, RocksDB SET).
 //!
 //! # What may run here
 //! Only what cannot wait, because an async executor thread must not block:
@@ -21,7 +21,7 @@
 //! write, never for a stall.
 //!
 //! Everything else answers `None` here and goes to the pool, which waits
-//! through stalls and file reads as before, under the in-flight limiter and
+//! through stalls and file reads, under the in-flight limiter and
 //! the request timeout. What does run here is bounded by the number of
 //! callers, so it needs no permit.
 //!
@@ -57,10 +57,9 @@ thread_local! {
 ///
 /// Such a call never meets a tokio resource (a socket, a channel, a timer),
 /// so a task whose calls are all answered here would never yield to the
-/// runtime: with more tasks than threads, a task whose read went to the pool
-/// (a cold read after a restart) was not polled again until a busy task
-/// finished its whole loop. That was the 1–2 s read of the main job's read
-/// run.
+/// runtime: with more tasks than threads, a task whose read goes to the
+/// pool (a cold read after a restart) would not be polled again until a
+/// busy task finished its whole loop, however long that is.
 ///
 /// So every [`CALLS_PER_LOOK`]th call answered in place on a thread looks
 /// whether a task waits in the runtime's global queue, where the pool's
@@ -69,21 +68,22 @@ thread_local! {
 /// tasks as workers or more (the caller may be a `block_on` future, which
 /// is not a task). With fewer, every task has a worker of its own, and a
 /// turn would only wake an idle worker to steal the task: at 1 caller on 2
-/// workers that cost a SET 40%. A look is a thread-local handle and two or
-/// three atomic loads.
+/// workers that makes a SET markedly slower. A look is a thread-local
+/// handle and two or three atomic loads.
 ///
 /// A turn is a [`requeue`]: the task goes to the back of its worker's queue
 /// and runs again after the tasks queued before it; with nothing else
-/// ready it runs again at once. (It was tokio's `yield_now` every 256
-/// calls, which parks the task until the worker next polls its I/O driver:
-/// every 61 task polls on a busy worker, so one call in 256 waited for up to
-/// 61 × 256 others. The main job's cold read run then had a p99.9 of
-/// 17–20 ms and a max of 39–58 ms; BENCHMARKS.md, seventh session.)
+/// ready it runs again at once. (Not tokio's `yield_now`, which parks the
+/// task until the worker next polls its I/O driver: every 61 task polls on
+/// a busy worker, each running many calls, so a call that yields waits for
+/// thousands of others and cold reads get a long tail; see BENCHMARKS.md,
+/// turns by requeue.)
 ///
 /// Why not tokio's own budget (`coop::consume_budget`): it allows 128
-/// operations per turn whether or not anyone waits, sized for ~50 ns
-/// operations; at one unit per call the turns of 64 tasks on 2 threads made
-/// the cold-read p99.9 40–54 ms.
+/// operations per turn whether or not anyone waits, sized for operations
+/// far cheaper than a RocksDB call; at one unit per call a task runs 128
+/// calls between turns, and with 64 tasks on 2 threads a cold read's
+/// caller waits behind thousands of calls.
 pub(crate) async fn share_the_thread() {
     let n = CALLS.with(|c| {
         let n = c.get().wrapping_add(1);

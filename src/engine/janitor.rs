@@ -5,7 +5,7 @@
 //!
 //! Sweep batches run on the backend's worker threads, interleaved with
 //! foreground requests in the same queue, so a large sweep delays a request by
-//! at most one batch (64 entries, about a quarter of a millisecond). After
+//! at most one batch (64 entries, a short wait). After
 //! about a millisecond of batches during which callers used the store, the
 //! janitor rests as long as the batches took (at most 50 ms): a long sweep
 //! then uses about half of one core, and foreground requests keep the rest of
@@ -24,11 +24,10 @@ use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::metrics::{Event, Recorder};
 
 /// Expired entries removed per batch (one worker message). A foreground
-/// request queued behind a batch waits for all of it, so batches stay short
-/// (about 0.25 ms); the sweep pays with more round trips. BENCHMARKS.md
-/// (Janitor) has the measurements behind the figure: batches of 1 024, 256
-/// and 64 put the foreground GET p99 during a sweep at about 5x, 2.3x and
-/// 1.4x its p99 without one.
+/// request queued behind a batch waits for all of it, so batches stay
+/// short; the sweep pays with more round trips. Larger batches put the
+/// foreground GET p99 during a sweep at several times its p99 without one
+/// (see BENCHMARKS.md, Janitor).
 const BATCH: usize = 64;
 /// Deadline of one batch: generous, a sweep is background work.
 const BATCH_DEADLINE: Duration = Duration::from_secs(60);

@@ -180,7 +180,7 @@ impl Handler<BackendFailed> for Supervisor {
             self.generation,
             msg.reason
         );
-        // The old pool's threads exit once the current backend no longer holds their address
+        // The old pool's threads exit once their address has left the current backend
         // and their queue is empty: requests already queued are still answered.
         let pause = self.last_restart.map_or(Duration::ZERO, |t| {
             RESTART_PAUSE.saturating_sub(t.elapsed())

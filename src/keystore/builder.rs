@@ -120,8 +120,8 @@ impl KeystoreBuilder {
     /// Redis and Dragonfly: do the socket I/O on this tokio runtime. Give it
     /// the runtime your callers run on: a reply then wakes its caller on the
     /// same runtime, as with a plain redis-rs connection, instead of crossing
-    /// from the engine's thread (the `redis` bench in BENCHMARKS.md shows what
-    /// that saves).
+    /// from the engine's thread, a wake-up of another thread per reply (see
+    /// BENCHMARKS.md, Redis).
     ///
     /// Default: the runtime [`build`](Self::build) is called on, when that is
     /// a multi-thread tokio runtime with IO and time enabled (what

@@ -14,19 +14,18 @@
 //! the name and the JSON text (`keystore.l1.max_bytes`), with S3-FIFO
 //! eviction. A hit is answered on the caller's thread before anything
 //! awaits (like the RocksDB memory read), from the async and the blocking
-//! face alike; nothing in it waits on I/O. moka, the first
-//! suggestion, was built and measured first (`benches/tier.rs`, same run
-//! conditions): its reads record every access in a shared buffer and run
-//! the policy's upkeep on the reading thread, which made a tier hit cost
-//! more than a RocksDB memory read; its per-entry expiry is not needed, as
-//! the copy's own times decide what is served.
+//! face alike; nothing in it waits on I/O. Why not moka: its reads record
+//! every access in a shared buffer and run the policy's upkeep on the
+//! reading thread, which makes a tier hit cost more than a RocksDB memory
+//! read (see BENCHMARKS.md, in-process tier); its per-entry expiry is not
+//! needed, as the copy's own times decide what is served.
 //!
 //! # Keeping it coherent
 //! - **In this process**, every read that fills the tier takes a [`Ticket`]
 //!   before it asks the backend, and every write or invalidation of a name
 //!   bumps that name's generation (one of [`STRIPES`] striped counters, or
 //!   the epoch that prefix deletes and clears bump). A read whose ticket is
-//!   no longer current when its answer comes back stores nothing, so a slow
+//!   stale when its answer comes back stores nothing, so a slow
 //!   read can never put back a value older than a write or an invalidation
 //!   that finished while it was on the wire. A write stores its own value
 //!   only when nothing else touched the name while it was in flight (else it

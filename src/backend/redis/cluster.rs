@@ -1,19 +1,19 @@
 //! [`ClusterRouter`]: Redis Cluster commands routed by this crate, over one
 //! self-healing connection per node.
 //!
-//! Why not redis-rs's `cluster_async` client: one task of its own drives
-//! every request of every node, and while it refreshes its slot map (which
-//! any request that meets a dead node asks for) it polls nothing else. With
-//! a master killed under load it refreshed hundreds of times a second, so
-//! the keys of the masters that stayed up waited too; and it could stop for
-//! good: a request polled after the task's tokio budget ran out takes a read
-//! permit of the slot map's lock (tokio 1.54 takes the permit, then answers
-//! `Pending` for the budget), the refresh then waits for the write lock,
-//! and that request is never polled again while the refresh waits
-//! (redis-rs 1.8.1, `refresh_slots` in `conn_lock.write()`; every call
-//! timed out from then on, the restarted master or not). Its retries also
-//! sleep at least 1.28 s, longer than a request timeout, so a dead node's
-//! keys timed out instead of failing at once.
+//! Why not redis-rs's `cluster_async` client (redis-rs 1.8.1, tokio 1.54):
+//! - one task of its own drives every request of every node, and while it
+//!   refreshes its slot map (which any request that meets a dead node asks
+//!   for) it polls nothing else; with a master down under load it refreshes
+//!   again and again, so the keys of the masters that are up wait too;
+//! - it can stop for good: a request polled after the task's tokio budget
+//!   is spent takes a read permit of the slot map's lock (tokio takes the
+//!   permit, then answers `Pending` for the budget), the refresh
+//!   (`refresh_slots`, in `conn_lock.write()`) waits for the write lock,
+//!   and that request is never polled again while the refresh waits, so
+//!   every later call times out, whether the master comes back or not;
+//! - its retries sleep at least 1.28 s, longer than a request timeout, so a
+//!   dead node's keys time out instead of failing at once.
 //!
 //! Here a node's trouble stays that node's:
 //! - the slot table (which node serves each of the 16 384 slots) is read

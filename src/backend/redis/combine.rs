@@ -15,7 +15,7 @@
 //! - A SET of more than [`COMBINE_MAX_JSON`] bytes of JSON is always sent
 //!   on its own: its bytes, not the command, are its cost.
 //! - A GET or SET that finds fewer than [`DIRECT_MAX`] commands in flight
-//!   (and none waiting) is sent at once, on the caller's task, as before: no
+//!   (and none waiting) is sent at once, on the caller's task: no
 //!   added latency at 1 caller, and the connection's pipelining at a few.
 //! - One that arrives beyond that waits in the pending list. The first to
 //!   wait starts the *runner*, a task of the connection's runtime that sends
@@ -29,10 +29,10 @@
 //!   callers would idle in turn; so once [`OVERLAP_MIN`] more wait, a
 //!   second runner sends them (two at most). A smaller batch waits for the
 //!   runner out, to go with what arrives meanwhile: batches of one or two
-//!   would cost more per command than the callers' own sends. (Measured:
-//!   SETs with a TTL at 256 callers went from 0.92x raw to 1.13–1.2x with
-//!   the second runner; two runners that always sent whatever waited made
-//!   it 0.39x.)
+//!   would cost more per command than the callers' own sends. (The second
+//!   runner takes SETs with a TTL at hundreds of callers past raw
+//!   redis-rs; two runners that always send whatever waits leave them far
+//!   behind it: see BENCHMARKS.md, Redis.)
 //!
 //! Semantics kept:
 //! - a command is sent after it started, and a SET is answered only once
@@ -64,14 +64,15 @@ use crate::backend::{Deadline, Subject};
 use crate::error::{KeystoreError, Result};
 
 /// Commands sent on their callers' own tasks at once, at most: below this
-/// the connection's own pipelining is as good (measured: combining GETs
-/// already at 2 made the 16-caller cell 0.53x raw, against 0.69x without),
+/// the connection's own pipelining is as good (combining GETs from 2 on
+/// makes GETs at 16 callers slower than sending each alone),
 /// above it one MGET, MSET or script call carries what would be dozens of
 /// commands.
 const DIRECT_MAX: usize = 16;
 
 /// Waiters that make a second runner send while the first has a batch out
-/// (see the module docs; 8, 16 and 32 measured alike at 256 callers).
+/// (see the module docs; anywhere from 8 to 32 does as well at hundreds
+/// of callers).
 const OVERLAP_MIN: usize = 16;
 
 /// The longest JSON a combined SET carries: a longer one is always sent
@@ -79,10 +80,10 @@ const OVERLAP_MIN: usize = 16;
 /// command per caller, which is what small SETs cost; a large value's cost
 /// is its bytes, which combining copies twice more (into the waiter, and
 /// into one command of the whole batch, which a script then copies again on
-/// the server). Measured with a TTL (`cargo bench --bench redis -- set_`,
-/// 64 / 256 callers): 4 KiB values 0.52x / 0.47x raw combined, 0.75x /
-/// 0.69x alone; 1 and 2 KiB alike either way (0.5-0.67x); 256 B 1.11x
-/// combined at 256 callers against 0.67x alone.
+/// the server). With a TTL (`cargo bench --bench redis -- set_`, 64 and
+/// 256 callers), 4 KiB values are clearly faster alone, 1 and 2 KiB alike
+/// either way, and 256 B far faster combined (see BENCHMARKS.md, Redis SETs
+/// over 2 KiB).
 const COMBINE_MAX_JSON: usize = 2048;
 
 /// A caller waiting in the pending list, with where its answer goes.

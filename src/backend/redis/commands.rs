@@ -218,7 +218,7 @@ fn keys_cmd(name: &str, keys: &[&std::sync::Arc<str>]) -> redis::Cmd {
 
 /// The command `name`, with room for `args` more arguments of `data` bytes
 /// in all: built with its final size, not grown an argument at a time (a
-/// reallocation or two per argument was an eighth of a SET's cost).
+/// reallocation or two per argument is a sizeable share of a SET's cost).
 fn sized(name: &str, args: usize, data: usize) -> redis::Cmd {
     let mut cmd = redis::Cmd::with_capacity(args + 1, name.len() + data);
     cmd.arg(name);

@@ -184,7 +184,7 @@ impl RedisTarget {
     /// under its call's deadline (the request timeout, counted from the call:
     /// [`RedisDirect::call_alone`](super::direct::RedisDirect::call_alone),
     /// and the cluster's `CLUSTER SLOTS` under its own), and a second timer
-    /// per command cost a timer-wheel insert and removal on every call. A
+    /// per command costs a timer-wheel insert and removal on every call. A
     /// command given up on leaves its reply to be read and dropped when it
     /// comes, as redis-rs does after its own timeout.
     pub(super) fn manager(&self, client: redis::Client) -> redis::RedisResult<ConnectionManager> {

@@ -4,13 +4,13 @@
 //! # Why
 //! Every RocksDB write passes once through the write queue and once through
 //! the write-ahead log, whatever it holds. Two threads that each write
-//! batches of 32 keys store 2–3x the keys per second of two threads that
-//! each `put` one key at a time (100 B values, this machine; BENCHMARKS.md,
-//! seventh session). A handle serving 64 callers on 2 threads was paying the
-//! one-key price for every SET.
+//! batches of keys store several times the keys per second of two threads
+//! that each `put` one key at a time (see BENCHMARKS.md, RocksDB SET). A
+//! handle serving many callers on few threads would pay the one-key price
+//! for every SET.
 //!
 //! # How
-//! A SET that finds nothing under way writes at once, as before: a single
+//! A SET that finds nothing under way writes at once: a single
 //! caller waits for nobody. A SET that finds another in-place write under
 //! way, or a group already waiting, **joins** the waiting group instead: it
 //! queues its key and encoded value and yields once (to the back of its

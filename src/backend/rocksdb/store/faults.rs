@@ -14,7 +14,7 @@ impl RocksStore {
     pub(crate) fn inject_write_stall(&self, on: bool) -> Result<()> {
         let fail = |e| {
             KeystoreError::new(
-                ErrorKind::Backend,
+                ErrorKind::Storage,
                 format!(
                     "injecting a write stall into {} failed",
                     self.path.display()
@@ -61,7 +61,7 @@ impl RocksStore {
             .unwrap_or_default();
         parse_writes_and_keys(&stats).ok_or_else(|| {
             KeystoreError::new(
-                ErrorKind::Backend,
+                ErrorKind::Storage,
                 format!("no `Cumulative writes` line in RocksDB's dbstats: {stats}"),
             )
         })

@@ -89,13 +89,13 @@
 //!
 //! # Writes on the caller's thread
 //! Handing each write to a pool worker and its answer back costs two thread
-//! wake-ups, ten times a memtable insert. So the engine first tries a write
+//! wake-ups, far more than a memtable insert. So the engine first tries a write
 //! in place ([`try_set`](RocksStore::try_set), [`try_delete`](RocksStore::try_delete),
 //! and their batch forms): stripes taken only if free, RocksDB's
 //! `no_slowdown`, and for deletes the "was it there" read from memory only.
 //! Anything that would wait (a stripe a sweep holds, a write stall, a read
 //! from a file, fsynced writes) answers `None`, and the write goes to the
-//! pool, which waits as before. The write itself is the same: WAL first,
+//! pool, which waits. The write itself is the same: WAL first,
 //! then memtable, acknowledged only after both.
 //!
 //! [`INDEX_DIR`]: index::INDEX_DIR
@@ -218,7 +218,7 @@ impl RocksStore {
 
     fn db_error(&self, what: &str, key: &str, e: rocksdb::Error) -> KeystoreError {
         KeystoreError::new(
-            ErrorKind::Backend,
+            ErrorKind::Storage,
             format!(
                 "RocksDB {what} of key {key:?} in {} failed",
                 self.path.display()

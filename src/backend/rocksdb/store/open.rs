@@ -181,7 +181,7 @@ impl RocksStore {
     fn migrate_index(&self) -> Result<u64> {
         let fail = |e: rocksdb::Error| {
             KeystoreError::new(
-                ErrorKind::Backend,
+                ErrorKind::Storage,
                 format!(
                     "moving the expiry index of {} to {INDEX_DIR}/ failed; \
                      the next open retries it",
@@ -350,7 +350,7 @@ fn open_error_text(path: &Path, text: &str) -> KeystoreError {
         )
         .with_source(text),
         OpenFailure::Other => KeystoreError::new(
-            ErrorKind::Backend,
+            ErrorKind::Storage,
             format!("cannot open RocksDB database at {}", path.display()),
         )
         .with_source(text),
@@ -396,7 +396,7 @@ mod tests {
             "{e}"
         );
         let e = open_error_text(path, "Corruption: block checksum mismatch: in 000012.sst");
-        assert_eq!(e.kind(), ErrorKind::Backend);
+        assert_eq!(e.kind(), ErrorKind::Storage);
         let text = e.to_string();
         assert!(
             !text.contains("another process") && !text.contains("locked"),

@@ -16,7 +16,7 @@ impl RocksStore {
     pub(crate) fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         let fail = |e| {
             KeystoreError::new(
-                ErrorKind::Backend,
+                ErrorKind::Storage,
                 format!(
                     "RocksDB delete of the keys starting with {prefix:?} in {} failed",
                     self.path.display()

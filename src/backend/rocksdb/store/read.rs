@@ -260,7 +260,7 @@ impl RocksStore {
     pub(crate) fn ping(&self) -> Result<()> {
         self.db.get_pinned(INDEX_PREFIX).map(|_| ()).map_err(|e| {
             KeystoreError::new(
-                ErrorKind::Backend,
+                ErrorKind::Storage,
                 format!(
                     "RocksDB database at {} is not readable",
                     self.path.display()

@@ -153,7 +153,7 @@ impl RocksStore {
 
     fn sweep_error(&self, e: rocksdb::Error) -> KeystoreError {
         KeystoreError::new(
-            ErrorKind::Backend,
+            ErrorKind::Storage,
             format!("RocksDB expiry sweep in {} failed", self.path.display()),
         )
         .with_source(e)

@@ -83,7 +83,7 @@ impl RocksStore {
         };
         taken.retain(|q| !q.abandoned());
         // In the order they joined: two SETs of one key keep their order.
-        // (Sorting the keys first measured no faster.)
+        // (Sorting the keys first is no faster.)
         let (_shared, free) = self
             .stripes
             .shared_where_free(taken.iter().map(|q| q.key.as_bytes()));
@@ -275,7 +275,7 @@ impl RocksStore {
     /// lock), but it is an error, not a panic, if RocksDB ever says so.
     fn refused(&self, what: &str) -> KeystoreError {
         KeystoreError::new(
-            ErrorKind::Backend,
+            ErrorKind::Storage,
             format!(
                 "RocksDB {what} in {} was refused as a write stall although it was allowed \
                  to wait; retry the call, and report it if it persists",
