@@ -284,8 +284,6 @@ fn written_format_version(path: &Path) -> Option<i32> {
         .max()
 }
 
-/// Turns an open failure into an error that says what to do; a held lock gets
-/// its own kind and names the lock file.
 /// Why RocksDB refused to open a database, read from its error text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OpenFailure {
@@ -323,6 +321,8 @@ fn classify_open_error(text: &str) -> OpenFailure {
     }
 }
 
+/// Turns an open failure into an error that says what to do; a held lock gets
+/// its own kind and names the lock file.
 fn open_error(path: &Path, e: rocksdb::Error) -> KeystoreError {
     open_error_text(path, &e.into_string())
 }

@@ -202,11 +202,6 @@ impl RocksStore {
         })
     }
 
-    /// The remaining lifetime of `key`: `None` when missing or expired,
-    /// [`Ttl::Never`] for a value without expiry, else the whole seconds
-    /// left, rounded down but at least 1 while the value lives. (Expiry is
-    /// stored rounded up to a whole second, so right after a write with
-    /// `EX n` this answers `n`, as Redis does.)
     /// The JSON text stored under `key` and its remaining lifetime (`None`:
     /// never expires); `None` when missing or expired.
     pub(crate) fn entry(&self, key: &str) -> Result<Option<Stored>> {
@@ -239,6 +234,11 @@ impl RocksStore {
         Ok(Some((entry.data, left)))
     }
 
+    /// The remaining lifetime of `key`: `None` when missing or expired,
+    /// [`Ttl::Never`] for a value without expiry, else the whole seconds
+    /// left, rounded down but at least 1 while the value lives. (Expiry is
+    /// stored rounded up to a whole second, so right after a write with
+    /// `EX n` this answers `n`, as Redis does.)
     pub(crate) fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
         let Some(bytes) = self.stored(key)? else {
             return Ok(None);
