@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Command, InPlace, WRITES};
+use super::{Command, InPlace, WRITES, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -38,12 +38,10 @@ impl Command for Delete {
     }
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<bool> {
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, WRITES, what, |c| {
-                commands::delete(c, &self.key)
-            })
-            .await
+        over_redis(self, direct, conn, deadline, WRITES, |c| {
+            commands::delete(c, &self.key)
+        })
+        .await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {

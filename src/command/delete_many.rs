@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Command, InPlace, WRITES};
+use super::{Command, InPlace, WRITES, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -40,12 +40,10 @@ impl Command for DeleteMany {
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<u64> {
         let target = direct.target();
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, WRITES, what, |c| {
-                commands::delete_many(target, c, &self.keys, deadline)
-            })
-            .await
+        over_redis(self, direct, conn, deadline, WRITES, |c| {
+            commands::delete_many(target, c, &self.keys, deadline)
+        })
+        .await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Command, WRITES};
+use super::{Command, WRITES, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -44,12 +44,10 @@ impl Command for DeletePrefix {
     }
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<u64> {
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, WRITES, what, |c| {
-                commands::delete_prefix(c, &self.prefix)
-            })
-            .await
+        over_redis(self, direct, conn, deadline, WRITES, |c| {
+            commands::delete_prefix(c, &self.prefix)
+        })
+        .await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Command, InPlace, READS};
+use super::{Command, InPlace, READS, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Stored, Subject};
@@ -51,12 +51,10 @@ impl Command for Entries {
         deadline: Deadline,
     ) -> Result<Vec<Option<Stored>>> {
         let target = direct.target();
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, READS, what, |c| {
-                commands::entries(target, c, &self.keys, deadline)
-            })
-            .await
+        over_redis(self, direct, conn, deadline, READS, |c| {
+            commands::entries(target, c, &self.keys, deadline)
+        })
+        .await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {

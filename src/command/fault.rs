@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Command, WRITES};
+use super::{Command, WRITES, over_redis};
 use crate::backend::redis::{Conn, RedisDirect};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -33,12 +33,10 @@ impl Command for Panic {
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<()> {
         let kind = direct.target().kind();
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, WRITES, what, |_| async move {
-                panic!("injected panic in the {kind} backend")
-            })
-            .await
+        over_redis(self, direct, conn, deadline, WRITES, |_| async move {
+            panic!("injected panic in the {kind} backend")
+        })
+        .await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {
@@ -70,13 +68,11 @@ impl Command for Stall {
     }
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<()> {
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, WRITES, what, |_| async {
-                tokio::time::sleep(self.0).await;
-                Ok(())
-            })
-            .await
+        over_redis(self, direct, conn, deadline, WRITES, |_| async {
+            tokio::time::sleep(self.0).await;
+            Ok(())
+        })
+        .await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Call, Command, InPlace, READS};
+use super::{Call, Command, InPlace, READS, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject, ValueTexts};
@@ -46,12 +46,10 @@ impl Command for GetMany {
         deadline: Deadline,
     ) -> Result<ValueTexts> {
         let target = direct.target();
-        let what = || self.describe();
-        let texts = direct
-            .run(conn, deadline, READS, what, |c| {
-                commands::get_many(target, c, &self.keys, deadline)
-            })
-            .await?;
+        let texts = over_redis(self, direct, conn, deadline, READS, |c| {
+            commands::get_many(target, c, &self.keys, deadline)
+        })
+        .await?;
         Ok(ValueTexts::each(texts))
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Command, WRITES};
+use super::{Command, WRITES, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -37,12 +37,10 @@ impl Command for Lock {
     }
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<bool> {
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, WRITES, what, |c| {
-                commands::lock(c, &self.key, &self.token, self.ms)
-            })
-            .await
+        over_redis(self, direct, conn, deadline, WRITES, |c| {
+            commands::lock(c, &self.key, &self.token, self.ms)
+        })
+        .await
     }
 
     // The lock's key is not a cached value: the tier never holds it.
@@ -78,12 +76,10 @@ impl Command for Unlock {
     }
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<()> {
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, WRITES, what, |c| {
-                commands::unlock(c, &self.key, &self.token)
-            })
-            .await
+        over_redis(self, direct, conn, deadline, WRITES, |c| {
+            commands::unlock(c, &self.key, &self.token)
+        })
+        .await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {

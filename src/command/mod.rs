@@ -14,8 +14,8 @@
 //!   for writes); anything else goes to the pool;
 //! - [`Command::on_rocks`]: the call on a RocksDB pool worker;
 //! - [`Command::on_redis`]: the call over a Redis-protocol connection
-//!   (Redis, Cluster, Dragonfly), through [`RedisDirect::run`] or its
-//!   combining GET and SET;
+//!   (Redis, Cluster, Dragonfly), through [`over_redis`] or the direct
+//!   path's combining GET and SET;
 //! - [`Command::touch`]: what a write changes in the tier (a read: nothing).
 //!
 //! [`Call`] is what `Engine::call` takes: every command, and the reads
@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
+use crate::backend::redis::commands::Answer;
 use crate::backend::redis::{Conn, RedisDirect};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::rocksdb::group::Member;
@@ -239,7 +240,30 @@ impl<C: Command> Work for Job<C> {
     }
 }
 
-/// The retry-safe flag of [`RedisDirect::run`] for a command that only reads.
+/// Runs `op` for `command` over a Redis-protocol connection (see
+/// `Link::run`: within the deadline, a panic caught, retried once on a
+/// dropped connection when `retry_safe`), naming the command in errors.
+pub(crate) async fn over_redis<C, T, F, Fut>(
+    command: &C,
+    direct: &RedisDirect,
+    conn: Conn,
+    deadline: Deadline,
+    retry_safe: bool,
+    op: F,
+) -> Result<T>
+where
+    C: Command,
+    F: Fn(Conn) -> Fut,
+    Fut: Future<Output = Answer<T>>,
+{
+    let what = || command.describe();
+    direct
+        .link()
+        .run(conn, deadline, retry_safe, what, op)
+        .await
+}
+
+/// The retry-safe flag of [`over_redis`] for a command that only reads.
 pub(crate) const READS: bool = true;
 /// The retry-safe flag for a command that writes: never sent twice.
 pub(crate) const WRITES: bool = false;

@@ -1,6 +1,6 @@
 //! `ping`: whether the backend answers.
 
-use super::{Command, READS};
+use super::{Command, READS, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -33,10 +33,7 @@ impl Command for Ping {
     }
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<()> {
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, READS, what, commands::ping)
-            .await
+        over_redis(self, direct, conn, deadline, READS, commands::ping).await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Command, READS};
+use super::{Command, READS, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -37,13 +37,11 @@ impl Command for Publish {
     }
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<()> {
-        let what = || self.describe();
         // An invalidation sent twice drops the same copies twice: retry-safe.
-        direct
-            .run(conn, deadline, READS, what, |c| {
-                commands::publish(c, &self.channel, &self.message)
-            })
-            .await
+        over_redis(self, direct, conn, deadline, READS, |c| {
+            commands::publish(c, &self.channel, &self.message)
+        })
+        .await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Command, InPlace, WRITES};
+use super::{Command, InPlace, WRITES, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -42,12 +42,10 @@ impl Command for SetMany {
 
     async fn on_redis(&self, direct: &RedisDirect, conn: Conn, deadline: Deadline) -> Result<()> {
         let target = direct.target();
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, WRITES, what, |c| {
-                commands::set_many(target, c, &self.entries, self.ttl, deadline)
-            })
-            .await
+        over_redis(self, direct, conn, deadline, WRITES, |c| {
+            commands::set_many(target, c, &self.entries, self.ttl, deadline)
+        })
+        .await
     }
 
     fn touch(&self, tier: &Tier) -> Option<Touch> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Command, READS};
+use super::{Command, READS, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -40,10 +40,10 @@ impl Command for TtlOf {
         conn: Conn,
         deadline: Deadline,
     ) -> Result<Option<Ttl>> {
-        let what = || self.describe();
-        direct
-            .run(conn, deadline, READS, what, |c| commands::ttl(c, &self.key))
-            .await
+        over_redis(self, direct, conn, deadline, READS, |c| {
+            commands::ttl(c, &self.key)
+        })
+        .await
     }
 
     fn touch(&self, _tier: &Tier) -> Option<Touch> {

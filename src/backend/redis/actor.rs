@@ -170,7 +170,10 @@ impl RedisActor {
             let deadline = Deadline::after(HEALTH_EVERY);
             actix::spawn(async move {
                 let what = || "ping".to_owned();
-                let _ = direct.run(conn, deadline, true, what, commands::ping).await;
+                let _ = direct
+                    .link
+                    .run(conn, deadline, true, what, commands::ping)
+                    .await;
             });
         } else if matches!(self.cluster, ClusterState::Down) {
             self.cluster = ClusterState::Connecting(Vec::new());

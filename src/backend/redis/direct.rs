@@ -13,7 +13,7 @@ use arc_swap::ArcSwapOption;
 
 use super::RedisTarget;
 use super::combine::{self, Combiner, Route};
-use super::commands::{self, Answer};
+use super::commands;
 use super::conn::{Conn, in_runtime};
 use super::link::Link;
 use crate::backend::Deadline;
@@ -43,22 +43,10 @@ impl RedisDirect {
         &self.link.target
     }
 
-    /// Runs `op` over `conn` on the calling task (see [`Link::run`]):
-    /// [`ErrorKind::Timeout`] at the deadline, a panic answered as
-    /// [`ErrorKind::Panic`] and reported to the supervisor.
-    pub(crate) async fn run<T, F, Fut>(
-        &self,
-        conn: Conn,
-        deadline: Deadline,
-        retry_safe: bool,
-        what: impl Fn() -> String,
-        op: F,
-    ) -> Result<T>
-    where
-        F: Fn(Conn) -> Fut,
-        Fut: Future<Output = Answer<T>>,
-    {
-        self.link.run(conn, deadline, retry_safe, what, op).await
+    /// What a call over the connection needs around it; [`Link::run`] is
+    /// the one way a command goes over the wire.
+    pub(crate) fn link(&self) -> &Link {
+        &self.link
     }
 
     /// `GET key` (`what` names it in errors), combined with other GETs into one MGET when many are in
@@ -78,10 +66,11 @@ impl RedisDirect {
             }
         };
         let target = self.target();
-        self.run(conn, deadline, true, what, |c| {
-            commands::get(target, c, key)
-        })
-        .await
+        self.link
+            .run(conn, deadline, true, what, |c| {
+                commands::get(target, c, key)
+            })
+            .await
     }
 
     /// `SET key json [EX ttl]` (`what` names it in errors), combined with other SETs into one MSET or
@@ -102,10 +91,11 @@ impl RedisDirect {
                 return self.queued(conn, answer, start, deadline, what).await;
             }
         };
-        self.run(conn, deadline, false, what, |c| {
-            commands::set(c, key, json, ttl)
-        })
-        .await
+        self.link
+            .run(conn, deadline, false, what, |c| {
+                commands::set(c, key, json, ttl)
+            })
+            .await
     }
 
     /// Waits for a combined command's answer, starting the runner first
