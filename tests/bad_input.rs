@@ -466,13 +466,11 @@ fn data_error_for(what: &str, key: &str, e: &objdatakey::KeystoreError) {
 /// 100 000 deep.
 #[test]
 fn redis_values_that_are_not_json_are_errors_naming_the_key() {
-    let Some(server) = common::redis_server::RedisServer::start() else {
+    let Some(fx) = common::Backend::Redis.start() else {
         return;
     };
-    let config = common::redis_server::server_config(objdatakey::BackendKind::Redis, server.port);
-    let ks = Keystore::from_config(config).unwrap();
-    let b = ks.blocking();
-    let raw = std::cell::RefCell::new(server.raw());
+    let b = fx.ks.blocking();
+    let raw = std::cell::RefCell::new(fx.server().raw());
     let loads = std::sync::Arc::new(AtomicUsize::new(0));
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         // No source file to persist failing cases next to: the seed is printed.

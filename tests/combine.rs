@@ -10,23 +10,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis_server::{Options, RedisCluster, RedisServer, cluster_config, server_config};
-use objdatakey::{BackendKind, Config, ErrorKind, Keystore, Ttl};
+use common::redis_server::{Options, RedisServer};
+use common::{Backend, Fixture};
+use objdatakey::{ErrorKind, Keystore, Ttl};
 
-fn keystore(config: Config, timeout: Duration) -> Keystore {
-    Keystore::builder()
-        .config(config)
-        .request_timeout(timeout)
-        .build()
-        .unwrap()
-}
-
-/// A redis-server of the test's own and a keystore on it with `timeout`;
-/// `None` when redis-server is missing (outside CI).
-fn server_and_keystore(timeout: Duration) -> Option<(RedisServer, Keystore)> {
-    let server = RedisServer::start()?;
-    let ks = keystore(server_config(BackendKind::Redis, server.port), timeout);
-    Some((server, ks))
+/// A fixture on `backend` with `timeout`; `None` when redis-server is
+/// missing (outside CI).
+fn start(backend: Backend, timeout: Duration) -> Option<Fixture> {
+    backend.setup().request_timeout(timeout).start()
 }
 
 /// `callers` concurrent tasks, task `i` running `call(ks, n, name)` with
@@ -101,12 +92,13 @@ async fn every_caller_gets_its_own_value(ks: &Keystore) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_gets_are_combined_and_each_caller_gets_its_own_value() {
-    let Some((server, ks)) = server_and_keystore(Duration::from_secs(5)) else {
+    let Some(fx) = start(Backend::Redis, Duration::from_secs(5)) else {
         return;
     };
-    every_caller_gets_its_own_value(&ks).await;
+    let (ks, server) = (&fx.ks, fx.server());
+    every_caller_gets_its_own_value(ks).await;
     assert!(
-        calls(&server, "mget") > 0,
+        calls(server, "mget") > 0,
         "no GET was combined into an MGET"
     );
 
@@ -126,7 +118,7 @@ async fn concurrent_gets_are_combined_and_each_caller_gets_its_own_value() {
             }
         })
         .collect();
-    for (name, got) in concurrent_gets(&ks, &names, 1024).await {
+    for (name, got) in concurrent_gets(ks, &names, 1024).await {
         if name == "c:bad" {
             let e = got.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::CorruptValue, "{e}");
@@ -135,22 +127,21 @@ async fn concurrent_gets_are_combined_and_each_caller_gets_its_own_value() {
             assert_eq!(got.unwrap(), Some(format!("v-{name}")), "{name}");
         }
     }
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn combined_gets_across_cluster_slots_come_back_under_their_names() {
-    let Some(cluster) = RedisCluster::start(3) else {
+    let Some(fx) = start(Backend::Cluster, Duration::from_secs(5)) else {
         return;
     };
-    let ks = keystore(cluster_config(&cluster), Duration::from_secs(5));
-    every_caller_gets_its_own_value(&ks).await;
-    let combined: u64 = cluster.nodes.iter().map(|node| calls(node, "mget")).sum();
+    every_caller_gets_its_own_value(&fx.ks).await;
+    let combined: u64 = fx.nodes().into_iter().map(|node| calls(node, "mget")).sum();
     assert!(
         combined > 0,
         "no GET was combined into an MGET on any master"
     );
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 /// `callers` concurrent SETs, caller `i` writing `names[i % n]` with the
@@ -214,10 +205,11 @@ async fn assert_landed(ks: &Keystore, names: &[String], want: impl Fn(&str) -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sets_are_combined_and_each_lands_with_its_own_ttl() {
-    let Some((server, ks)) = server_and_keystore(Duration::from_secs(5)) else {
+    let Some(fx) = start(Backend::Redis, Duration::from_secs(5)) else {
         return;
     };
-    every_set_lands_with_its_own_ttl(&ks).await;
+    let (ks, server) = (&fx.ks, fx.server());
+    every_set_lands_with_its_own_ttl(ks).await;
 
     // The server refuses every write (no memory left): each caller gets
     // the refusal naming its own key, and some went out in a pipeline or
@@ -231,7 +223,7 @@ async fn concurrent_sets_are_combined_and_each_lands_with_its_own_ttl() {
         .unwrap();
     let names: Vec<String> = (0..300).map(|i| format!("oom:{i}")).collect();
     let (mut piped, mut msets) = (0, 0);
-    for (name, done) in concurrent_sets(&ks, &names, 1024).await {
+    for (name, done) in concurrent_sets(ks, &names, 1024).await {
         let e = done.unwrap_err();
         assert!(e.to_string().contains(&format!("{name:?}")), "{name}: {e}");
         assert!(e.to_string().contains("OOM"), "{name}: {e}");
@@ -252,19 +244,20 @@ async fn concurrent_sets_are_combined_and_each_lands_with_its_own_ttl() {
     ks.set_cache("oom:0", "fine", Ttl::Seconds(60))
         .await
         .unwrap();
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sets_of_more_than_2_kib_of_json_are_never_combined() {
-    let Some((server, ks)) = server_and_keystore(Duration::from_secs(5)) else {
+    let Some(fx) = start(Backend::Redis, Duration::from_secs(5)) else {
         return;
     };
+    let (ks, server) = (&fx.ks, fx.server());
     let names: Vec<String> = (0..300).map(|i| format!("big:{i}")).collect();
     // 2 049 bytes of JSON: one past the longest a combined SET carries.
     let big = |name: &str| format!("{name}:{}", "x".repeat(2047 - name.len() - 1));
     assert_eq!(serde_json::to_string(&big("big:7")).unwrap().len(), 2049);
-    let sets = concurrently(&ks, &names, 1024, |ks, n, name| async move {
+    let sets = concurrently(ks, &names, 1024, |ks, n, name| async move {
         ks.set_cache(&name, &big(&name), ttl_of(n)).await
     })
     .await;
@@ -272,39 +265,39 @@ async fn sets_of_more_than_2_kib_of_json_are_never_combined() {
         done.unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     assert_eq!(
-        (calls(&server, "eval"), calls(&server, "mset")),
+        (calls(server, "eval"), calls(server, "mset")),
         (0, 0),
         "a SET of more than 2 KiB was combined"
     );
-    assert_eq!(calls(&server, "set"), 1024, "one SET per caller");
-    assert_landed(&ks, &names, big, "over 2 KiB").await;
+    assert_eq!(calls(server, "set"), 1024, "one SET per caller");
+    assert_landed(ks, &names, big, "over 2 KiB").await;
     // The same load with small values is combined (the check above can fail).
-    every_set_lands_with_its_own_ttl(&ks).await;
-    assert!(calls(&server, "eval") + calls(&server, "mset") > 0);
-    ks.shutdown().await;
+    every_set_lands_with_its_own_ttl(ks).await;
+    assert!(calls(server, "eval") + calls(server, "mset") > 0);
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn combined_sets_across_cluster_slots_land_under_their_names() {
-    let Some(cluster) = RedisCluster::start(3) else {
+    let Some(fx) = start(Backend::Cluster, Duration::from_secs(5)) else {
         return;
     };
-    let ks = keystore(cluster_config(&cluster), Duration::from_secs(5));
-    every_set_lands_with_its_own_ttl(&ks).await;
-    ks.shutdown().await;
+    every_set_lands_with_its_own_ttl(&fx.ks).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_server_times_each_caller_out_naming_its_key() {
-    let Some((server, ks)) = server_and_keystore(Duration::from_millis(500)) else {
+    let Some(fx) = start(Backend::Redis, Duration::from_millis(500)) else {
         return;
     };
+    let (ks, server) = (&fx.ks, fx.server());
     ks.set_cache("s:0", "x", Ttl::Seconds(600)).await.unwrap();
     server.signal("STOP");
     let names: Vec<String> = (0..64).map(|i| format!("s:{i}")).collect();
     let (answers, writes) = tokio::join!(
-        concurrent_gets(&ks, &names, 256),
-        concurrent_sets(&ks, &names, 256)
+        concurrent_gets(ks, &names, 256),
+        concurrent_sets(ks, &names, 256)
     );
     server.signal("CONT");
     let errors = answers
@@ -328,28 +321,34 @@ async fn a_stalled_server_times_each_caller_out_naming_its_key() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ok, "no GET succeeded after the server resumed");
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sets_with_a_ttl_go_out_as_pipelines_where_eval_is_refused() {
-    let Some(server) = RedisServer::start_with(Options {
-        acl_user: Some(("app".into(), "app-secret".into())),
-        ..Options::default()
-    }) else {
+    let Some(fx) = Backend::Redis
+        .setup()
+        .request_timeout(Duration::from_secs(5))
+        .server_options(Options {
+            acl_user: Some(("app".into(), "app-secret".into())),
+            ..Options::default()
+        })
+        .config(|c| {
+            c.redis.user = Some("app".into());
+            c.redis.password = Some(objdatakey::config::Secret::new("app-secret"));
+        })
+        .start()
+    else {
         return;
     };
+    let ks = &fx.ks;
     // The user may do everything but run scripts.
     redis::cmd("ACL")
         .arg("SETUSER")
         .arg("app")
         .arg("-eval")
-        .query::<()>(&mut server.raw())
+        .query::<()>(&mut fx.server().raw())
         .unwrap();
-    let mut config = server_config(BackendKind::Redis, server.port);
-    config.redis.user = Some("app".into());
-    config.redis.password = Some(objdatakey::config::Secret::new("app-secret"));
-    let ks = keystore(config, Duration::from_secs(5));
 
     // A batch with a TTL: refused as a script, written as a pipeline.
     let entries = [("acl:a", "1"), ("acl:b", "2")];
@@ -364,6 +363,6 @@ async fn sets_with_a_ttl_go_out_as_pipelines_where_eval_is_refused() {
         );
     }
     // Concurrent SETs, combined: every one lands with its own TTL.
-    every_set_lands_with_its_own_ttl(&ks).await;
-    ks.shutdown().await;
+    every_set_lands_with_its_own_ttl(ks).await;
+    fx.shutdown().await;
 }

@@ -170,62 +170,15 @@ async fn a_panic_in_the_backend_is_an_error_and_the_next_call_works() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_concurrent_operations_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ks, _) = rocks_keystore(dir.path());
-    // 100 tasks x 50 sets, then 100 tasks x 50 gets: 10 000 operations.
-    let mut tasks = Vec::new();
-    for t in 0..100u32 {
-        let ks = ks.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..50u32 {
-                let v =
-                    serde_json::json!({"t": t, "i": i, "pad": "x".repeat((i % 7) as usize * 100)});
-                ks.set_cache(&format!("c:{t}:{i}"), &v, Ttl::Seconds(3600))
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for t in tasks.drain(..) {
-        t.await.unwrap();
-    }
-    for t in 0..100u32 {
-        let ks = ks.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..50u32 {
-                let v: serde_json::Value =
-                    ks.get_cache(&format!("c:{t}:{i}")).await.unwrap().unwrap();
-                assert_eq!(
-                    (v["t"].as_u64(), v["i"].as_u64()),
-                    (Some(t.into()), Some(i.into()))
-                );
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let stats = ks.stats().await;
-    assert_eq!(stats.set.count, 5000);
-    assert_eq!(stats.get.count, 5000);
-    assert_eq!((stats.hits, stats.misses, stats.errors()), (5000, 0, 0));
-    assert_eq!(stats.events_dropped, 0);
-    assert_eq!(stats.in_flight, 0);
-    ks.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_engine_makes_callers_wait_then_answers_busy() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = rocks_config(dir.path());
-    cfg.rocksdb.workers = 1;
-    let ks = Keystore::builder()
-        .config(cfg)
+    let fx = Backend::RocksDb
+        .setup()
+        .config(|c| c.rocksdb.workers = 1)
         .max_in_flight(2)
         .request_timeout(Duration::from_millis(400))
-        .build()
+        .start()
         .unwrap();
+    let ks = fx.ks.clone();
     assert_eq!(ks.stats().await.max_in_flight, 2);
     // Two stalls fill the engine (and its one worker) for longer than the timeout.
     let s1 = tokio::spawn({
@@ -285,12 +238,8 @@ async fn a_full_engine_makes_callers_wait_then_answers_busy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_waiters_on_a_tiny_engine_all_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let ks = Keystore::builder()
-        .config(rocks_config(dir.path()))
-        .max_in_flight(1)
-        .build()
-        .unwrap();
+    let fx = Backend::RocksDb.setup().max_in_flight(1).start().unwrap();
+    let ks = fx.ks.clone();
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let ks = ks.clone();
@@ -413,10 +362,12 @@ fn every_call_after_shutdown_answers_shutdown_without_panicking() {
 /// and every write acknowledged before the database closed is on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_while_callers_wait_answers_each_of_them_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = rocks_config(dir.path());
-    cfg.rocksdb.workers = 1;
-    let ks = Keystore::builder().config(cfg.clone()).build().unwrap();
+    let fx = Backend::RocksDb
+        .setup()
+        .config(|c| c.rocksdb.workers = 1)
+        .start()
+        .unwrap();
+    let ks = fx.ks.clone();
     let stall = tokio::spawn({
         let ks = ks.clone();
         async move { ks.inject_backend_stall(Duration::from_millis(500)).await }
@@ -447,7 +398,7 @@ async fn shutdown_while_callers_wait_answers_each_of_them_cleanly() {
     }
     let _ = stall.await.expect("the stalled caller panicked");
     drop(ks);
-    let reopened = Keystore::builder().config(cfg).build().unwrap();
+    let reopened = fx.another();
     for i in acknowledged {
         assert_eq!(
             reopened.get_cache::<usize>(&format!("s{i}")).await.unwrap(),
@@ -483,11 +434,8 @@ async fn a_task_whose_calls_are_answered_in_place_still_lets_others_run() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let dir = tempfile::tempdir().unwrap();
-    let ks = Keystore::builder()
-        .config(rocks_config(dir.path()))
-        .build()
-        .unwrap();
+    let fx = Backend::RocksDb.start().unwrap();
+    let ks = fx.ks.clone();
     ks.set_cache("warm", &1u32, Ttl::Never).await.unwrap();
     for writes in [false, true] {
         let ran = Arc::new(AtomicBool::new(false));

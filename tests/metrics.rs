@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{cli, rocks_config};
+use common::{Backend, Setup, cli, rocks_config};
 use objdatakey::metrics::MetricsRegistry;
-use objdatakey::{Clock, Config, ErrorKind, Keystore, Ttl};
+use objdatakey::{Clock, ErrorKind, Keystore, Ttl};
 
 // ---------------------------------------------------------------- helpers
 
@@ -89,16 +89,9 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// A keystore for `config`, with a manual clock, recording into `registry`.
-fn keystore_with(registry: &MetricsRegistry, config: Config) -> (Keystore, Clock) {
-    let clock = Clock::manual();
-    let ks = Keystore::builder()
-        .config(config)
-        .clock(clock.clone())
-        .metrics_registry(registry.clone())
-        .build()
-        .expect("open RocksDB keystore");
-    (ks, clock)
+/// A RocksDB fixture (manual clock) recording into `registry`.
+fn recorded(registry: &MetricsRegistry) -> Setup {
+    Backend::RocksDb.setup().metrics_registry(registry)
 }
 
 /// One round of every kind of operation and outcome, including an error.
@@ -120,9 +113,9 @@ async fn workload_round(ks: &Keystore, clock: &Clock, i: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hit_miss_and_op_counts_are_exact() {
-    let dir = tempfile::tempdir().unwrap();
     let registry = MetricsRegistry::new();
-    let (ks, _clock) = keystore_with(&registry, rocks_config(dir.path()));
+    let fx = recorded(&registry).start().unwrap();
+    let ks = fx.ks.clone();
 
     ks.set_cache("a", &"x", Ttl::Never).await.unwrap();
     ks.set_cache("b", &1, Ttl::Never).await.unwrap();
@@ -269,9 +262,9 @@ async fn hit_miss_and_op_counts_are_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn janitor_sweeps_are_counted() {
-    let dir = tempfile::tempdir().unwrap();
     let registry = MetricsRegistry::new();
-    let (ks, clock) = keystore_with(&registry, rocks_config(dir.path()));
+    let fx = recorded(&registry).start().unwrap();
+    let (ks, clock) = (fx.ks.clone(), fx.clock.clone());
     for i in 0..3 {
         ks.set_cache(&format!("t{i}"), &i, Ttl::Seconds(10))
             .await
@@ -333,9 +326,9 @@ async fn promtool_accepts_the_exposition() {
     if !common::have_tool("promtool") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     let registry = MetricsRegistry::new();
-    let (ks, clock) = keystore_with(&registry, rocks_config(dir.path()));
+    let fx = recorded(&registry).start().unwrap();
+    let (ks, clock) = (fx.ks.clone(), fx.clock.clone());
     for i in 0..5 {
         workload_round(&ks, &clock, i).await;
     }
@@ -588,12 +581,15 @@ fn dashboard_queries_return_data_from_a_real_prometheus() {
     );
 
     // A real engine with the exporter on a free loopback port, under load.
-    let dir = tempfile::tempdir().unwrap();
     let registry = MetricsRegistry::new();
-    let mut config = rocks_config(dir.path());
-    config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
-    config.rocksdb.ttl_cleanup_interval = Duration::from_secs(1);
-    let (ks, clock) = keystore_with(&registry, config);
+    let fx = recorded(&registry)
+        .config(|c| {
+            c.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+            c.rocksdb.ttl_cleanup_interval = Duration::from_secs(1);
+        })
+        .start()
+        .unwrap();
+    let (ks, clock) = (fx.ks.clone(), fx.clock.clone());
     let target = ks.metrics_addr().expect("exporter listening");
     let stop = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
-use objdatakey::{Clock, Keystore, Ttl};
+use objdatakey::{Clock, Ttl};
 use serde_json::{Value, json};
 
 /// The rocksdict release these tests pin (RocksDB 9.8.4 inside).
@@ -152,14 +152,6 @@ fn python_dump(
     (cfs, entries)
 }
 
-fn keystore(dir: &Path, clock: &Clock) -> Keystore {
-    Keystore::builder()
-        .config(rocks_config(dir))
-        .clock(clock.clone())
-        .build()
-        .expect("open RocksDB keystore")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_the_engine_share_one_database() {
     let Some(py) = python() else { return };
@@ -169,7 +161,7 @@ async fn python_and_the_engine_share_one_database() {
     let now = clock.now_unix().as_secs_f64();
 
     // 1. The engine writes; Python reads every value, with its expiry.
-    let ks = keystore(dir.path(), &clock);
+    let (ks, _) = Backend::RocksDb.setup().clock(&clock).open_in(dir.path());
     let ada = json!({"name": "Ada", "roles": ["admin"], "quote": "say \"hi\"\n"});
     ks.set_cache("user:ada", &ada, Ttl::Seconds(600))
         .await
@@ -202,7 +194,7 @@ async fn python_and_the_engine_share_one_database() {
     //    database and reads them.
     script(&py, &["write", db.to_str().unwrap(), &now.to_string()])
         .unwrap_or_else(|e| panic!("Python could not write: {e}"));
-    let ks = keystore(dir.path(), &clock);
+    let (ks, _) = Backend::RocksDb.setup().clock(&clock).open_in(dir.path());
     assert_eq!(
         ks.get_cache::<Value>("py:year").await.unwrap(),
         Some(json!({"who": "python", "n": [1, 2.5, null]}))
@@ -241,7 +233,7 @@ async fn python_reads_a_running_engines_database_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let clock = Clock::manual();
-    let ks = keystore(dir.path(), &clock);
+    let (ks, _) = Backend::RocksDb.setup().clock(&clock).open_in(dir.path());
     ks.set_cache("live", &1, Ttl::Seconds(60)).await.unwrap();
     // The engine holds the lock: read-only and secondary opens do not take it.
     for access in ["ro", "secondary"] {
@@ -277,7 +269,7 @@ async fn a_database_written_with_format_version_7_is_rewritten_for_python() {
     );
 
     let clock = Clock::manual();
-    let ks = keystore(dir.path(), &clock);
+    let (ks, _) = Backend::RocksDb.setup().clock(&clock).open_in(dir.path());
     assert_eq!(
         ks.get_cache::<String>("old").await.unwrap().as_deref(),
         Some("kept")

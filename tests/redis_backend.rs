@@ -1,141 +1,55 @@
-//! The Redis and Dragonfly backends against real `redis-server` processes.
+//! What only the Redis and Dragonfly backends do, against real
+//! `redis-server` processes: the stored text Python clients share,
+//! connection failures, ACL and TLS, a cluster's slots, outages, where the
+//! socket I/O runs, the CLI. What every backend promises (round trips,
+//! TTLs, batches, concurrency) is in `tests/contract.rs`.
 //!
 //! There is no DragonflyDB binary in the registries this project builds from,
-//! so the Dragonfly backend runs the same checks against redis-server as a
-//! protocol stand-in (Dragonfly speaks the Redis protocol); it still reports
-//! itself as `dragonfly`.
+//! so the Dragonfly backend runs against redis-server as a protocol stand-in
+//! (Dragonfly speaks the Redis protocol); it still reports itself as
+//! `dragonfly`.
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::redis_server::{
-    Options, RedisCluster, RedisServer, TlsFiles, free_port, server_config,
-};
+use common::redis_server::{Options, RedisServer, TlsFiles, free_port};
+use common::{Backend, Fixture, Setup};
 use objdatakey::config::ConfigLoader;
 use objdatakey::{BackendKind, Config, ErrorKind, Keystore, Ttl};
 use redis::Commands;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-const KINDS: [BackendKind; 2] = [BackendKind::Redis, BackendKind::Dragonfly];
+/// The backends one redis-server serves.
+const SERVERS: [Backend; 2] = [Backend::Redis, Backend::Dragonfly];
 
-fn connect(config: Config) -> Keystore {
-    Keystore::builder()
-        .config(config)
-        .request_timeout(Duration::from_secs(3))
-        .build()
-        .expect("build a network keystore (connects lazily)")
+/// `backend`'s knobs with the request timeout these tests use.
+fn setup(backend: Backend) -> Setup {
+    backend.setup().request_timeout(Duration::from_secs(3))
 }
 
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// A fixture on one redis-server of its own; `None` when redis-server is
+/// missing (outside CI).
+fn redis() -> Option<Fixture> {
+    setup(Backend::Redis).start()
+}
+
+#[derive(Debug, Deserialize)]
 struct Session {
     user: String,
-    roles: Vec<String>,
     visits: u32,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trips_on_redis_and_dragonfly() {
-    for kind in KINDS {
-        let Some(server) = RedisServer::start() else {
-            return;
-        };
-        let ks = connect(server_config(kind, server.port));
-        assert_eq!(ks.backend(), kind);
-        assert!(ks.has_keystore().await, "{kind}: ping");
-        let s = Session {
-            user: "ada".into(),
-            roles: vec!["admin".into()],
-            visits: 3,
-        };
-        ks.set_cache("session:1", &s, Ttl::Seconds(60))
-            .await
-            .unwrap();
-        assert_eq!(ks.get_cache::<Session>("session:1").await.unwrap(), Some(s));
-        assert_eq!(ks.get_cache::<Session>("nothing").await.unwrap(), None);
-        assert_eq!(
-            ks.get_json("session:1").await.unwrap().as_deref(),
-            Some(r#"{"user":"ada","roles":["admin"],"visits":3}"#)
-        );
-        // A value of the wrong shape is an error for that key only.
-        let err = ks.get_cache::<u64>("session:1").await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Serialization, "{err}");
-        assert!(ks.delete("session:1").await.unwrap());
-        assert!(!ks.delete("session:1").await.unwrap());
-        assert_eq!(ks.get_cache::<Session>("session:1").await.unwrap(), None);
-        let stats = ks.stats().await;
-        assert_eq!(stats.backend, kind);
-        assert_eq!((stats.hits, stats.misses), (2, 2), "{kind}: {stats:?}");
-        ks.shutdown().await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ttls_are_native_with_a_five_second_minimum_and_never_expire_is_plain_set() {
-    for kind in KINDS {
-        let Some(server) = RedisServer::start() else {
-            return;
-        };
-        let ks = connect(server_config(kind, server.port));
-        let mut raw = server.raw();
-
-        ks.set_cache("ttl:60", &1, Ttl::Seconds(60)).await.unwrap();
-        let t: i64 = raw.ttl("ttl:60").unwrap();
-        assert!((55..=60).contains(&t), "{kind}: EX 60 gave TTL {t}");
-
-        ks.set_cache("ttl:1", &1, Ttl::Seconds(1)).await.unwrap();
-        let t: i64 = raw.ttl("ttl:1").unwrap();
-        assert!(
-            (1..=5).contains(&t) && t >= 4,
-            "{kind}: 1 s must become 5 s, TTL {t}"
-        );
-
-        ks.set_cache("ttl:0", &1, Ttl::Seconds(0)).await.unwrap();
-        let t: i64 = raw.ttl("ttl:0").unwrap();
-        assert!(t >= 4, "{kind}: 0 s must become 5 s, TTL {t}");
-
-        ks.set_cache("ttl:never", &1, Ttl::Never).await.unwrap();
-        let t: i64 = raw.ttl("ttl:never").unwrap();
-        assert_eq!(t, -1, "{kind}: never-expire must be a plain SET");
-
-        // The default TTL (system.cachettl, 300 s unless configured).
-        ks.set_cache("ttl:default", &1, Ttl::Default).await.unwrap();
-        let t: i64 = raw.ttl("ttl:default").unwrap();
-        let want = ks.config().default_ttl.expect("a default TTL") as i64;
-        assert!(
-            t > want - 5 && t <= want,
-            "{kind}: default TTL {t}, want {want}"
-        );
-
-        // Expiry is the server's: shorten it and watch the key go.
-        let _: () = redis::cmd("PEXPIRE")
-            .arg("ttl:60")
-            .arg(50)
-            .query(&mut raw)
-            .unwrap();
-        let gone = async {
-            for _ in 0..100 {
-                if ks.get_cache::<i32>("ttl:60").await.unwrap().is_none() {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            false
-        };
-        assert!(gone.await, "{kind}: the expired key is still returned");
-        ks.shutdown().await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_are_plain_json_text_shared_with_python_clients() {
-    let Some(server) = RedisServer::start() else {
+    let Some(fx) = redis() else {
         return;
     };
-    let ks = connect(server_config(BackendKind::Redis, server.port));
-    let mut raw = server.raw();
+    let ks = &fx.ks;
+    let mut raw = fx.server().raw();
     // What redis-py writes with `r.setex(name, ttl, json.dumps(data))`.
     let _: () = raw
         .set_ex(
@@ -162,14 +76,15 @@ async fn values_are_plain_json_text_shared_with_python_clients() {
     let err = ks.get_cache::<String>("binary").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CorruptValue, "{err}");
     assert!(err.to_string().contains("\"binary\""), "{err}");
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_server_fails_fast_with_a_clear_error() {
-    for kind in KINDS {
+    for backend in SERVERS {
+        let kind = backend.kind();
         let port = free_port();
-        let ks = connect(server_config(kind, port));
+        let ks = setup(backend).at_port(port);
         let started = Instant::now();
         let err = ks.ping().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
@@ -194,18 +109,18 @@ async fn no_server_fails_fast_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_user_and_password_and_wrong_password() {
-    let Some(server) = RedisServer::start_with(Options {
-        password: Some("default-secret".into()),
-        acl_user: Some(("app".into(), "app-secret".into())),
-        ..Options::default()
-    }) else {
+    let Some(fx) = setup(Backend::Redis)
+        .server_options(Options {
+            password: Some("default-secret".into()),
+            acl_user: Some(("app".into(), "app-secret".into())),
+            ..Options::default()
+        })
+        .start()
+    else {
         return;
     };
     // ACL user.
-    let mut c = server_config(BackendKind::Redis, server.port);
-    c.redis.user = Some("app".into());
-    c.redis.password = Some(objdatakey::config::Secret::new("app-secret"));
-    let ks = connect(c);
+    let ks = fx.another_with(|s| signed_in(s, Some("app"), "app-secret"));
     ks.ping().await.unwrap();
     ks.set_cache("acl", &"ok", Ttl::Seconds(30)).await.unwrap();
     assert_eq!(
@@ -215,17 +130,12 @@ async fn acl_user_and_password_and_wrong_password() {
     ks.shutdown().await;
 
     // Password only (the `default` user).
-    let mut c = server_config(BackendKind::Redis, server.port);
-    c.redis.password = Some(objdatakey::config::Secret::new("default-secret"));
-    let ks = connect(c);
+    let ks = fx.another_with(|s| signed_in(s, None, "default-secret"));
     ks.ping().await.unwrap();
     ks.shutdown().await;
 
     // Wrong password: an Auth error at once, no hang, no secret in the text.
-    let mut c = server_config(BackendKind::Redis, server.port);
-    c.redis.user = Some("app".into());
-    c.redis.password = Some(objdatakey::config::Secret::new("wrong-password"));
-    let ks = connect(c);
+    let ks = fx.another_with(|s| signed_in(s, Some("app"), "wrong-password"));
     let err = ks.ping().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
     assert!(err.to_string().contains("keystore.redis.password"), "{err}");
@@ -239,10 +149,30 @@ async fn acl_user_and_password_and_wrong_password() {
     ks.shutdown().await;
 
     // No password at all against a server that needs one.
-    let ks = connect(server_config(BackendKind::Redis, server.port));
-    let err = ks.ping().await.unwrap_err();
+    let err = fx.ks.ping().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
-    ks.shutdown().await;
+    fx.shutdown().await;
+}
+
+/// `setup` signing in as `user` (the `default` user when `None`) with `password`.
+fn signed_in(setup: Setup, user: Option<&'static str>, password: &'static str) -> Setup {
+    setup.config(move |c| {
+        c.redis.user = user.map(String::from);
+        c.redis.password = Some(objdatakey::config::Secret::new(password));
+    })
+}
+
+/// The section the config selects (`keystore.redis` or
+/// `keystore.dragonfly`) speaks TLS and trusts `ca`.
+fn tls_trusting(ca: PathBuf) -> impl Fn(&mut Config) + Send + Sync + 'static {
+    move |c| {
+        let s = match c.backend {
+            BackendKind::Dragonfly => &mut c.dragonfly,
+            _ => &mut c.redis,
+        };
+        s.ssl = true;
+        s.ca_file = Some(ca.clone());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,21 +181,17 @@ async fn tls_with_a_configured_ca_and_with_the_wrong_ca() {
         return;
     }
     let tls = TlsFiles::generate();
-    let Some(server) = RedisServer::start_with(Options {
-        tls: Some((tls.cert.clone(), tls.key.clone(), tls.ca.clone())),
-        ..Options::default()
-    }) else {
+    let Some(fx) = setup(Backend::Redis)
+        .server_options(Options {
+            tls: Some((tls.cert.clone(), tls.key.clone(), tls.ca.clone())),
+            ..Options::default()
+        })
+        .start()
+    else {
         return;
     };
-    for kind in KINDS {
-        let mut c = server_config(kind, server.port);
-        let s = match kind {
-            BackendKind::Dragonfly => &mut c.dragonfly,
-            _ => &mut c.redis,
-        };
-        s.ssl = true;
-        s.ca_file = Some(tls.ca.clone());
-        let ks = connect(c);
+    for backend in SERVERS {
+        let ks = fx.another_with(|s| s.backend(backend).config(tls_trusting(tls.ca.clone())));
         ks.ping().await.unwrap();
         ks.set_cache("tls", &42, Ttl::Seconds(30)).await.unwrap();
         assert_eq!(ks.get_cache::<i32>("tls").await.unwrap(), Some(42));
@@ -273,10 +199,7 @@ async fn tls_with_a_configured_ca_and_with_the_wrong_ca() {
     }
 
     // A CA that did not sign the server's certificate.
-    let mut c = server_config(BackendKind::Redis, server.port);
-    c.redis.ssl = true;
-    c.redis.ca_file = Some(tls.other_ca.clone());
-    let ks = connect(c);
+    let ks = fx.another_with(|s| s.config(tls_trusting(tls.other_ca.clone())));
     let err = ks.ping().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
     assert!(err.is_connection_error());
@@ -284,42 +207,32 @@ async fn tls_with_a_configured_ca_and_with_the_wrong_ca() {
     ks.shutdown().await;
 
     // Plain text against a TLS port: an error, not a hang past the timeout.
-    let ks = connect(server_config(BackendKind::Redis, server.port));
-    let err = ks.ping().await.unwrap_err();
+    let err = fx.ks.ping().await.unwrap_err();
     assert!(
         matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
         "{err}"
     );
-    ks.shutdown().await;
+    fx.shutdown().await;
 
     // A CA file that is missing is a config error at build time, naming it.
-    let mut c = server_config(BackendKind::Redis, server.port);
-    c.redis.ssl = true;
-    c.redis.ca_file = Some(tls.dir.path().join("missing.pem"));
-    let err = Keystore::builder().config(c).build().unwrap_err();
+    let missing = tls.dir.path().join("missing.pem");
+    let err = fx
+        .try_another_with(|s| s.config(tls_trusting(missing)))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("missing.pem"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_three_masters_serves_keys_over_all_slots() {
-    let Some(cluster) = RedisCluster::start(3) else {
+    // Two of the three masters as seeds: the client discovers the rest.
+    let Some(fx) = setup(Backend::Cluster)
+        .config(|c| c.redis.nodes.truncate(2))
+        .start()
+    else {
         return;
     };
-    let mut c = Config {
-        backend: BackendKind::Redis,
-        ..Config::default()
-    };
-    c.redis.nodes = cluster
-        .nodes
-        .iter()
-        .take(2) // seeds: the client discovers the rest
-        .map(|n| objdatakey::config::NodeAddr {
-            host: "127.0.0.1".into(),
-            port: n.port,
-        })
-        .collect();
-    let ks = connect(c);
+    let ks = &fx.ks;
     ks.ping().await.unwrap();
     let n = 2000;
     let mut tasks = Vec::new();
@@ -341,7 +254,7 @@ async fn a_cluster_of_three_masters_serves_keys_over_all_slots() {
     }
     // Every master holds a share: the keys really are spread over the slots.
     let mut total = 0;
-    for node in &cluster.nodes {
+    for node in fx.nodes() {
         let size: i64 = node.cli(&["DBSIZE"]).trim().parse().unwrap();
         assert!(
             size > n as i64 / 10,
@@ -353,21 +266,18 @@ async fn a_cluster_of_three_masters_serves_keys_over_all_slots() {
     assert_eq!(total, n as i64);
     assert!(ks.delete("user:7").await.unwrap());
     assert_eq!(ks.get_cache::<i32>("user:7").await.unwrap(), None);
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_gives_clean_errors_and_the_same_handle_recovers() {
-    for kind in KINDS {
-        let Some(mut server) = RedisServer::start() else {
+    for backend in SERVERS {
+        let kind = backend.kind();
+        let timeout = Duration::from_secs(2);
+        let Some(mut fx) = backend.setup().request_timeout(timeout).start() else {
             return;
         };
-        let timeout = Duration::from_secs(2);
-        let ks = Keystore::builder()
-            .config(server_config(kind, server.port))
-            .request_timeout(timeout)
-            .build()
-            .unwrap();
+        let ks = fx.ks.clone();
         ks.set_cache("before", &1, Ttl::Never).await.unwrap();
 
         // Load from 32 tasks while the server is killed under them.
@@ -399,13 +309,13 @@ async fn a_killed_server_gives_clean_errors_and_the_same_handle_recovers() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        server.kill();
+        fx.server_mut().kill();
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(!ks.has_keystore().await, "{kind}: the server is dead");
         let err = ks.get_cache::<i32>("before").await.unwrap_err();
         assert!(err.is_connection_error() || err.is_timeout(), "{err}");
 
-        server.restart();
+        fx.server_mut().restart();
         // The same handle recovers within a few seconds, no restart needed.
         let mut recovered = false;
         for _ in 0..100 {
@@ -438,14 +348,14 @@ async fn a_killed_server_gives_clean_errors_and_the_same_handle_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_answering_times_out_and_the_same_handle_recovers() {
-    let Some(server) = RedisServer::start() else {
+    let Some(fx) = Backend::Redis
+        .setup()
+        .request_timeout(Duration::from_millis(400))
+        .start()
+    else {
         return;
     };
-    let ks = Keystore::builder()
-        .config(server_config(BackendKind::Redis, server.port))
-        .request_timeout(Duration::from_millis(400))
-        .build()
-        .unwrap();
+    let (ks, server) = (&fx.ks, fx.server());
     ks.set_cache("k", &1, Ttl::Seconds(60)).await.unwrap();
     // Stopped, not killed: the socket stays open and nothing answers.
     server.signal("STOP");
@@ -476,46 +386,15 @@ async fn a_server_that_stops_answering_times_out_and_the_same_handle_recovers() 
     }
     ks.set_cache("k", &3, Ttl::Seconds(60)).await.unwrap();
     assert_eq!(ks.get_cache::<i32>("k").await.unwrap(), Some(3));
-    ks.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_concurrent_operations_lose_nothing() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let ks = connect(server_config(BackendKind::Redis, server.port));
-    let mut tasks = Vec::new();
-    for i in 0..10_000u32 {
-        let ks = ks.clone();
-        tasks.push(tokio::spawn(async move {
-            ks.set_cache(&format!("k{i}"), &i, Ttl::Seconds(300)).await
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
-    assert_eq!(server.cli(&["DBSIZE"]).trim(), "10000");
-    let mut tasks = Vec::new();
-    for i in 0..10_000u32 {
-        let ks = ks.clone();
-        tasks.push(tokio::spawn(async move {
-            (i, ks.get_cache::<u32>(&format!("k{i}")).await)
-        }));
-    }
-    for t in tasks {
-        let (i, r) = t.await.unwrap();
-        assert_eq!(r.unwrap(), Some(i));
-    }
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_not_serialized_behind_a_slow_one() {
-    let Some(server) = RedisServer::start() else {
+    let Some(fx) = redis() else {
         return;
     };
-    let ks = connect(server_config(BackendKind::Redis, server.port));
+    let ks = &fx.ks;
     ks.set_cache("fast", &1, Ttl::Seconds(60)).await.unwrap();
     let stalled = Arc::new(AtomicBool::new(false));
     let slow = {
@@ -536,15 +415,15 @@ async fn requests_are_not_serialized_behind_a_slow_one() {
         "200 gets waited for the stalled request: the backend serializes"
     );
     slow.await.unwrap().unwrap();
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_redis_backend_is_an_error_and_the_next_call_works() {
-    let Some(server) = RedisServer::start() else {
+    let Some(fx) = redis() else {
         return;
     };
-    let ks = connect(server_config(BackendKind::Redis, server.port));
+    let ks = &fx.ks;
     ks.set_cache("k", &5, Ttl::Seconds(60)).await.unwrap();
     let err = ks.inject_backend_panic().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Panic, "{err}");
@@ -559,7 +438,7 @@ async fn a_panic_in_the_redis_backend_is_an_error_and_the_next_call_works() {
     }
     assert!(ok, "the backend did not come back after the panic");
     assert!(ks.stats().await.backend_restarts >= 1);
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -637,17 +516,12 @@ async fn round_trip_many(ks: &Keystore, prefix: &str, n: u32) {
 
 #[test]
 fn an_io_runtime_carries_the_connection_and_its_shutdown_moves_it_back() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
     let io = multi_thread(1);
     let callers = multi_thread(2);
-    let ks = Keystore::builder()
-        .config(server_config(BackendKind::Redis, server.port))
-        .request_timeout(Duration::from_secs(3))
-        .io_runtime(io.handle().clone())
-        .build()
-        .unwrap();
+    let Some(fx) = setup(Backend::Redis).io_runtime(io.handle()).start() else {
+        return;
+    };
+    let (ks, server) = (fx.ks.clone(), fx.server());
     // Callers on the I/O runtime itself (the intended use), on another
     // runtime, and on a plain thread through the blocking API.
     io.block_on(round_trip_many(&ks, "io", 500));
@@ -691,19 +565,12 @@ fn an_io_runtime_carries_the_connection_and_its_shutdown_moves_it_back() {
 /// thread and works from any runtime.
 #[test]
 fn a_keystore_built_on_a_multi_thread_runtime_does_its_io_there_by_default() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let config = server_config(BackendKind::Redis, server.port);
     let app = multi_thread(2);
     let other = multi_thread(1);
-    let ks = app.block_on(async {
-        Keystore::builder()
-            .config(config.clone())
-            .request_timeout(Duration::from_secs(3))
-            .build()
-            .unwrap()
-    });
+    let Some(fx) = app.block_on(async { redis() }) else {
+        return;
+    };
+    let ks = fx.ks.clone();
     app.block_on(round_trip_many(&ks, "app", 300));
     assert!(
         app.metrics().num_alive_tasks() > 0,
@@ -731,24 +598,20 @@ fn a_keystore_built_on_a_multi_thread_runtime_does_its_io_there_by_default() {
         .unwrap();
     let ks = {
         let _entered = no_io.enter();
-        Keystore::builder()
-            .config(config)
-            .request_timeout(Duration::from_secs(3))
-            .build()
-            .unwrap()
+        fx.another()
     };
     other.block_on(round_trip_many(&ks, "no-io", 300));
     assert_eq!(no_io.metrics().num_alive_tasks(), 0);
-    assert_eq!(server.cli(&["DBSIZE"]).trim(), "900");
+    assert_eq!(fx.server().cli(&["DBSIZE"]).trim(), "900");
     other.block_on(ks.shutdown());
 }
 
 #[test]
 fn blocking_api_against_redis() {
-    let Some(server) = RedisServer::start() else {
+    let Some(fx) = redis() else {
         return;
     };
-    let ks = connect(server_config(BackendKind::Redis, server.port)).blocking();
+    let ks = fx.ks.blocking();
     ks.set_cache("b", &"x", Ttl::Seconds(30)).unwrap();
     assert_eq!(ks.get_cache::<String>("b").unwrap().as_deref(), Some("x"));
     assert!(ks.has_keystore());
@@ -757,7 +620,7 @@ fn blocking_api_against_redis() {
 
 #[test]
 fn cli_check_info_set_get_del_on_redis_and_dragonfly() {
-    for kind in KINDS {
+    for kind in SERVERS.map(Backend::kind) {
         let Some(server) = RedisServer::start() else {
             return;
         };

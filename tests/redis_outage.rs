@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::redis_server::{RedisCluster, RedisServer, cluster_config, server_config};
-use objdatakey::{BackendKind, Config, ErrorKind, Keystore, Ttl};
+use common::{Backend, Fixture};
+use objdatakey::{ErrorKind, Keystore, Ttl};
 
 const CALLERS: usize = 64;
 const KILLS: usize = 5;
@@ -109,15 +109,20 @@ async fn caller(ks: Keystore, outages: Arc<Outages>, keys: Vec<(String, bool)>) 
     }
 }
 
-/// Runs the callers, kills and restarts with `kill`/`restart` `KILLS` times,
-/// and checks and prints what the callers saw.
+/// A fixture on `backend` whose calls keep the request timeout [`TIMEOUT`].
+fn under_test(backend: Backend) -> Option<Fixture> {
+    backend.setup().request_timeout(TIMEOUT).start()
+}
+
+/// Runs the callers on `fx`'s keystore, kills and restarts with
+/// `kill`/`restart` `KILLS` times, and checks and prints what the callers saw.
 fn outage_under_load(
     label: &str,
-    config: Config,
+    fx: &mut Fixture,
     address: &str,
     keys_of: impl Fn(usize) -> Vec<(String, bool)>,
-    mut kill: impl FnMut(),
-    mut restart: impl FnMut() -> (Instant, Instant),
+    mut kill: impl FnMut(&mut Fixture),
+    mut restart: impl FnMut(&mut Fixture) -> (Instant, Instant),
     cluster: bool,
 ) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -125,11 +130,7 @@ fn outage_under_load(
         .enable_all()
         .build()
         .unwrap();
-    let ks = Keystore::builder()
-        .config(config)
-        .request_timeout(TIMEOUT)
-        .build()
-        .unwrap();
+    let ks = fx.ks.clone();
     rt.block_on(ks.ping())
         .expect("the server answers before the test");
     let outages = Arc::new(Outages {
@@ -144,10 +145,10 @@ fn outage_under_load(
     let mut windows = Vec::new();
     for _ in 0..KILLS {
         let kill_started = Instant::now();
-        kill();
+        kill(fx);
         outages.kills.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(DOWN_FOR);
-        let (answers_ping, serves) = restart();
+        let (answers_ping, serves) = restart(fx);
         windows.push(Window {
             kill_started,
             answers_ping,
@@ -305,21 +306,19 @@ fn outage_under_load(
 
 #[test]
 fn a_redis_server_killed_and_restarted_five_times_under_64_callers() {
-    let Some(server) = RedisServer::start() else {
+    let Some(mut fx) = under_test(Backend::Redis) else {
         return;
     };
-    let port = server.port;
-    let config = server_config(BackendKind::Redis, port);
-    let server = std::cell::RefCell::new(server);
+    let address = format!("127.0.0.1:{}", fx.server().port);
     outage_under_load(
         "redis",
-        config,
-        &format!("127.0.0.1:{port}"),
+        &mut fx,
+        &address,
         |w| (0..50).map(|i| (format!("load:{w}:{i}"), true)).collect(),
-        || server.borrow_mut().kill(),
-        || {
+        |fx| fx.server_mut().kill(),
+        |fx| {
             // Answers once redis-cli's PING gets PONG.
-            server.borrow_mut().restart();
+            fx.server_mut().restart();
             let t = Instant::now();
             (t, t)
         },
@@ -329,27 +328,27 @@ fn a_redis_server_killed_and_restarted_five_times_under_64_callers() {
 
 /// One master of three (no replicas) killed and restarted five times: only
 /// its own keys fail, and only while it is down or rejoining; the keys of
-/// the masters that stayed up never do. (redis-rs's cluster client failed
-/// them in waves, or stopped answering for good: see `cluster.rs` in the
-/// Redis backend.) `OUTAGE_DEBUG=1` lists every failed call.
+/// the masters that stayed up never do (redis-rs's own cluster client fails
+/// them in waves, or stops answering for good: the Redis backend's
+/// `cluster.rs` says why it has its own). `OUTAGE_DEBUG=1` lists every
+/// failed call.
 #[test]
 fn a_cluster_master_killed_and_restarted_five_times_under_64_callers() {
-    let Some(cluster) = RedisCluster::start(3) else {
+    let Some(mut fx) = under_test(Backend::Cluster) else {
         return;
     };
     // Without replicas no failover is possible: the other masters keep
     // serving their slots only when full coverage is not required.
-    for n in &cluster.nodes {
+    for n in fx.nodes() {
         assert_eq!(
             n.cli(&["CONFIG", "SET", "cluster-require-full-coverage", "no"])
                 .trim(),
             "OK"
         );
     }
-    let config = cluster_config(&cluster);
     let address = format!(
         "cluster {}",
-        config
+        fx.config()
             .redis
             .nodes
             .iter()
@@ -359,11 +358,7 @@ fn a_cluster_master_killed_and_restarted_five_times_under_64_callers() {
     );
     let victim = 1;
     // Which hash tags live on the victim: ask the nodes who owns each.
-    let ks = Keystore::builder()
-        .config(config.clone())
-        .request_timeout(Duration::from_secs(3))
-        .build()
-        .unwrap();
+    let ks = fx.another_with(|s| s.request_timeout(Duration::from_secs(3)));
     let tags: Vec<String> = (0..CALLERS * 4).map(|t| format!("{{tag{t}}}")).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -374,9 +369,9 @@ fn a_cluster_master_killed_and_restarted_five_times_under_64_callers() {
         let probe = format!("{tag}probe");
         rt.block_on(ks.set_cache(&probe, &1, Ttl::Seconds(600)))
             .unwrap();
-        let owners: Vec<usize> = cluster
-            .nodes
-            .iter()
+        let owners: Vec<usize> = fx
+            .nodes()
+            .into_iter()
             .enumerate()
             .filter(|(_, n)| n.cli(&["EXISTS", &probe]).trim() == "1")
             .map(|(i, _)| i)
@@ -387,11 +382,10 @@ fn a_cluster_master_killed_and_restarted_five_times_under_64_callers() {
     rt.block_on(ks.shutdown());
     let victims = on_victim.values().filter(|v| **v).count();
     assert!(victims > 0 && victims < tags.len());
-    let victim_port = cluster.nodes[victim].port;
-    let cluster = std::cell::RefCell::new(cluster);
+    let victim_port = fx.cluster().nodes[victim].port;
     outage_under_load(
         "cluster",
-        config,
+        &mut fx,
         &address,
         |w| {
             (0..4)
@@ -402,10 +396,9 @@ fn a_cluster_master_killed_and_restarted_five_times_under_64_callers() {
                 })
                 .collect()
         },
-        || cluster.borrow_mut().nodes[victim].kill(),
-        || {
-            let mut c = cluster.borrow_mut();
-            let node = &mut c.nodes[victim];
+        |fx| fx.cluster_mut().nodes[victim].kill(),
+        |fx| {
+            let node = &mut fx.cluster_mut().nodes[victim];
             node.restart();
             let answers_ping = Instant::now();
             // A restarted master rejoins before it serves its slots again

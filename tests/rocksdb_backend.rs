@@ -1,5 +1,8 @@
-//! The RocksDB backend through the handle: round trips, the stored format,
-//! TTLs, the janitor, locks, corrupt values.
+//! What only the RocksDB backend does, through the handle: the stored
+//! format Python shares, real-time expiry, the janitor and its index,
+//! locks, corrupt values, write stalls and grouped writes, reads from files
+//! and memory. What every backend promises (round trips, TTLs, expiry,
+//! batches, concurrency) is in `tests/contract.rs`.
 
 mod common;
 
@@ -7,75 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use objdatakey::{BackendKind, Clock, ErrorKind, Keystore, Ttl};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Doc {
-    id: u64,
-    name: String,
-    tags: Vec<String>,
-    nested: BTreeMap<String, Vec<Option<f64>>>,
-    child: Option<Box<Doc>>,
-}
-
-fn sample() -> Doc {
-    let mut nested = BTreeMap::new();
-    nested.insert("a\"quote".into(), vec![Some(1.5), None, Some(-2.0)]);
-    nested.insert("ünïcödé ✓".into(), vec![]);
-    Doc {
-        id: 7,
-        name: "line\nbreak \\ backslash".into(),
-        tags: vec!["x".into(), "".into()],
-        nested,
-        child: Some(Box::new(Doc {
-            id: 8,
-            name: "child".into(),
-            tags: vec![],
-            nested: BTreeMap::new(),
-            child: None,
-        })),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nested_json_round_trips() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ks, _clock) = rocks_keystore(dir.path());
-    assert_eq!(ks.backend(), BackendKind::RocksDb);
-    let doc = sample();
-    ks.set_cache("doc", &doc, Ttl::Default).await.unwrap();
-    assert_eq!(ks.get_cache::<Doc>("doc").await.unwrap(), Some(doc.clone()));
-    // Any serde type, including plain values and unsized strs.
-    ks.set_cache("n", &42u32, Ttl::Never).await.unwrap();
-    ks.set_cache("s", "text", Ttl::Seconds(60)).await.unwrap();
-    ks.set_cache("v", &serde_json::json!({"a": [1, {"b": null}]}), Ttl::Never)
-        .await
-        .unwrap();
-    assert_eq!(ks.get_cache::<u32>("n").await.unwrap(), Some(42));
-    assert_eq!(
-        ks.get_cache::<String>("s").await.unwrap().as_deref(),
-        Some("text")
-    );
-    assert_eq!(
-        ks.get_json("v").await.unwrap().as_deref(),
-        Some(r#"{"a":[1,{"b":null}]}"#)
-    );
-    assert_eq!(ks.get_cache::<Doc>("missing").await.unwrap(), None);
-    // Overwrite, then delete.
-    ks.set_cache("n", &43u32, Ttl::Never).await.unwrap();
-    assert_eq!(ks.get_cache::<u32>("n").await.unwrap(), Some(43));
-    assert!(ks.delete("n").await.unwrap());
-    assert!(!ks.delete("n").await.unwrap());
-    assert_eq!(ks.get_cache::<u32>("n").await.unwrap(), None);
-    // Odd names: empty, unicode, bytes that look like our index prefix in text.
-    for name in ["", "ключ/🔑", "\u{7f}x", "a:b:c"] {
-        ks.set_cache(name, &name.len(), Ttl::Never).await.unwrap();
-        assert_eq!(ks.get_cache::<usize>(name).await.unwrap(), Some(name.len()));
-    }
-    assert!(ks.has_keystore().await);
-    ks.shutdown().await;
-}
+use objdatakey::{Clock, ErrorKind, Keystore, Ttl};
+use serde::Deserialize;
 
 #[test]
 fn stored_format_is_the_python_envelope_both_ways() {
@@ -124,32 +60,6 @@ fn stored_format_is_the_python_envelope_both_ways() {
     let index = raw_index_keys(&db);
     assert_eq!(index.len(), 1);
     assert!(index[0].starts_with(&[0xFF, b'x']) && index[0].ends_with(b"ttl"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_entries_are_never_returned_even_before_a_sweep() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ks, clock) = rocks_keystore(dir.path());
-    ks.set_cache("short", &1, Ttl::Seconds(10)).await.unwrap();
-    ks.set_cache("default", &2, Ttl::Default).await.unwrap(); // system.cachettl = 300
-    ks.set_cache("forever", &3, Ttl::Never).await.unwrap();
-    clock.advance(Duration::from_secs(9));
-    assert_eq!(ks.get_cache::<i32>("short").await.unwrap(), Some(1));
-    clock.advance(Duration::from_secs(2));
-    assert_eq!(ks.get_cache::<i32>("short").await.unwrap(), None);
-    assert_eq!(ks.get_cache::<i32>("default").await.unwrap(), Some(2));
-    clock.advance(Duration::from_secs(300));
-    assert_eq!(ks.get_cache::<i32>("default").await.unwrap(), None);
-    clock.advance(Duration::from_secs(10 * 365 * 86400));
-    assert_eq!(ks.get_cache::<i32>("forever").await.unwrap(), Some(3));
-    // Deleting an expired key reports that nothing live was there.
-    assert!(!ks.delete("short").await.unwrap());
-    let stats = ks.stats().await;
-    assert_eq!((stats.hits, stats.misses), (3, 2));
-    assert_eq!(
-        stats.janitor_removed, 0,
-        "no sweep ran: reads filtered expiry"
-    );
 }
 
 #[test]
@@ -230,16 +140,12 @@ async fn sweep_removes_only_expired_entries() {
 
 #[test]
 fn janitor_sweeps_on_its_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = rocks_config(dir.path());
-    cfg.rocksdb.ttl_cleanup_interval = Duration::from_millis(200);
-    let clock = Clock::manual();
-    let ks = Keystore::builder()
-        .config(cfg)
-        .clock(clock.clone())
-        .build()
+    let fx = Backend::RocksDb
+        .setup()
+        .config(|c| c.rocksdb.ttl_cleanup_interval = Duration::from_millis(200))
+        .start()
         .unwrap();
-    let sync = ks.blocking();
+    let (sync, clock) = (fx.ks.blocking(), &fx.clock);
     for i in 0..50 {
         sync.set_cache(&format!("k{i}"), &i, Ttl::Seconds(5))
             .unwrap();
@@ -463,14 +369,6 @@ fn index_key(expires_at: u64, name: &str) -> Vec<u8> {
     k
 }
 
-fn manual_keystore(dir: &std::path::Path, clock: &Clock) -> Keystore {
-    Keystore::builder()
-        .config(rocks_config(dir))
-        .clock(clock.clone())
-        .build()
-        .expect("open RocksDB keystore")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_entries_of_the_previous_version_move_out_of_the_default_keyspace() {
     let dir = tempfile::tempdir().unwrap();
@@ -499,7 +397,7 @@ async fn index_entries_of_the_previous_version_move_out_of_the_default_keyspace(
     raw_put(&db, &raw);
     assert!(!db.join(INDEX_DIR).exists(), "no index database yet");
 
-    let ks = manual_keystore(dir.path(), &clock);
+    let (ks, _) = Backend::RocksDb.setup().clock(&clock).open_in(dir.path());
     assert_eq!(ks.get_cache::<i32>("old:007").await.unwrap(), Some(7));
     clock.advance(Duration::from_secs(11));
     assert_eq!(ks.get_cache::<i32>("old:007").await.unwrap(), None);
@@ -518,7 +416,7 @@ async fn index_entries_of_the_previous_version_move_out_of_the_default_keyspace(
     assert_eq!(raw_index_keys(&db), vec![index_key(now + 5000, "later")]);
 
     // Reopening finds nothing left to move.
-    let ks = manual_keystore(dir.path(), &clock);
+    let (ks, _) = Backend::RocksDb.setup().clock(&clock).open_in(dir.path());
     assert_eq!(ks.get_cache::<i32>("later").await.unwrap(), Some(1));
     ks.shutdown().await;
     assert_eq!(raw_entries(&db).len(), 2);
@@ -554,7 +452,7 @@ async fn compaction_drops_expired_envelopes_that_have_no_index_entry() {
             (b"empty", b""),
         ],
     );
-    let ks = manual_keystore(dir.path(), &clock);
+    let (ks, _) = Backend::RocksDb.setup().clock(&clock).open_in(dir.path());
     ks.set_cache("rust:ttl", &5, Ttl::Seconds(60))
         .await
         .unwrap();
@@ -683,15 +581,17 @@ async fn string_values_read_alike_from_memory_and_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_writes_round_trip_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = rocks_config(dir.path());
-    cfg.rocksdb.sync_writes = true;
-    let ks = Keystore::builder().config(cfg.clone()).build().unwrap();
+    let fx = Backend::RocksDb
+        .setup()
+        .config(|c| c.rocksdb.sync_writes = true)
+        .start()
+        .unwrap();
+    let ks = fx.ks.clone();
     ks.set_cache("a", &1, Ttl::Seconds(600)).await.unwrap();
     ks.set_cache("b", &2, Ttl::Never).await.unwrap();
     assert!(ks.delete("b").await.unwrap());
     ks.shutdown().await;
-    let ks = Keystore::builder().config(cfg).build().unwrap();
+    let ks = fx.another();
     assert_eq!(ks.get_cache::<i32>("a").await.unwrap(), Some(1));
     assert_eq!(ks.get_cache::<i32>("b").await.unwrap(), None);
     ks.shutdown().await;
@@ -704,9 +604,8 @@ async fn sync_writes_round_trip_and_survive_reopen() {
 /// acknowledged write is readable, in this process and after a reopen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_under_a_write_stall_wait_in_the_pool_and_none_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rocks_config(dir.path());
-    let ks = Keystore::builder().config(cfg.clone()).build().unwrap();
+    let fx = Backend::RocksDb.start().unwrap();
+    let ks = fx.ks.clone();
     // Before the stall: written in place (no permit held afterwards).
     for i in 0..200u32 {
         ks.set_cache(&format!("before:{i}"), &i, Ttl::Seconds(3600))
@@ -775,7 +674,7 @@ async fn writes_under_a_write_stall_wait_in_the_pool_and_none_is_lost() {
         ks.shutdown().await;
     };
     check(ks).await;
-    check(Keystore::builder().config(cfg).build().unwrap()).await;
+    check(fx.another()).await;
 }
 
 /// Concurrent SETs on the callers' threads go to RocksDB in groups (one
@@ -787,9 +686,8 @@ async fn concurrent_sets_are_written_in_groups_and_every_one_lands() {
     const CALLERS: u32 = 64;
     // 8 960 SETs in all: RocksDB prints counts below 10 000 exactly.
     const EACH: u32 = 70;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rocks_config(dir.path());
-    let ks = Keystore::builder().config(cfg.clone()).build().unwrap();
+    let fx = Backend::RocksDb.start().unwrap();
+    let ks = fx.ks.clone();
     let ttl = |i: u32| match i % 3 {
         0 => Ttl::Never,
         1 => Ttl::Seconds(3600),
@@ -850,7 +748,7 @@ async fn concurrent_sets_are_written_in_groups_and_every_one_lands() {
         ks.shutdown().await;
     };
     check(ks).await;
-    check(Keystore::builder().config(cfg).build().unwrap()).await;
+    check(fx.another()).await;
 }
 
 /// `get_many` answers alike whether its values sit in SST files not yet in

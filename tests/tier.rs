@@ -10,24 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::redis_server::{RedisCluster, RedisServer, cluster_config, server_config};
 use common::*;
-use objdatakey::{BackendKind, Clock, Config, ErrorKind, Keystore, Ttl};
+use objdatakey::{Clock, ErrorKind, Keystore, Ttl};
 
-/// `config` with the tier on, copies living up to `ttl_max`.
-fn tiered(mut config: Config, ttl_max: Duration) -> Config {
-    config.tier.enabled = true;
-    config.tier.ttl_max = ttl_max;
-    config
-}
-
-fn build(config: Config, clock: &Clock) -> Keystore {
-    Keystore::builder()
-        .config(config)
-        .clock(clock.clone())
+/// `backend`'s knobs as these tests use them: a 2 s request timeout, `clock`.
+fn setup(backend: Backend, clock: &Clock) -> Setup {
+    backend
+        .setup()
         .request_timeout(Duration::from_secs(2))
-        .build()
-        .expect("build the keystore")
+        .clock(clock)
 }
 
 async fn get(ks: &Keystore, name: &str) -> Option<String> {
@@ -119,20 +110,22 @@ async fn writes_on_a_reach_b(a: &Keystore, b: &Keystore) {
     assert!(sb.invalidations_received >= 8, "{sb:?}");
 }
 
-/// Two keystores with the tier on `config`: writes on one reach the other.
-async fn two_instances(config: Config) {
-    let clock = Clock::system();
-    let config = tiered(config, Duration::from_secs(300));
-    let (a, b) = (build(config.clone(), &clock), build(config, &clock));
-    writes_on_a_reach_b(&a, &b).await;
-    a.shutdown().await;
-    b.shutdown().await;
+/// Two keystores with the tier on, on `backend`: writes on one reach the
+/// other. Answers the fixture (holding the first) and the second.
+async fn two_instances(backend: Backend) -> Option<(Fixture, Keystore)> {
+    let fx = setup(backend, &Clock::system())
+        .tier(Duration::from_secs(300))
+        .start()?;
+    let b = fx.another();
+    writes_on_a_reach_b(&fx.ks, &b).await;
+    Some((fx, b))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_redis_server_stay_coherent() {
-    if let Some(server) = RedisServer::start() {
-        two_instances(server_config(BackendKind::Redis, server.port)).await;
+    if let Some((a, b)) = two_instances(Backend::Redis).await {
+        a.shutdown().await;
+        b.shutdown().await;
     }
 }
 
@@ -140,20 +133,18 @@ async fn two_instances_on_one_redis_server_stay_coherent() {
 /// Dragonfly binary is installable here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_dragonfly_protocol_stay_coherent() {
-    if let Some(server) = RedisServer::start() {
-        two_instances(server_config(BackendKind::Dragonfly, server.port)).await;
+    if let Some((a, b)) = two_instances(Backend::Dragonfly).await {
+        a.shutdown().await;
+        b.shutdown().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_a_redis_cluster_stay_coherent() {
-    let Some(cluster) = RedisCluster::start(3) else {
+    let Some((fx, b)) = two_instances(Backend::Cluster).await else {
         return;
     };
-    let clock = Clock::system();
-    let config = tiered(cluster_config(&cluster), Duration::from_secs(300));
-    let (a, b) = (build(config.clone(), &clock), build(config, &clock));
-    writes_on_a_reach_b(&a, &b).await;
+    let a = &fx.ks;
     // Names over every master: a prefix delete reaches them all.
     let names: Vec<String> = (0..30).map(|i| format!("p:{i}")).collect();
     let entries: Vec<(String, String)> = names.iter().map(|n| (n.clone(), n.clone())).collect();
@@ -164,7 +155,7 @@ async fn two_instances_on_a_redis_cluster_stay_coherent() {
     for n in &names {
         eventually_reads(&b, n, None).await;
     }
-    a.shutdown().await;
+    fx.shutdown().await;
     b.shutdown().await;
 }
 
@@ -172,14 +163,17 @@ async fn two_instances_on_a_redis_cluster_stay_coherent() {
 /// this process's copy is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_from_another_process_reaches_this_tier() {
-    let Some(server) = RedisServer::start() else {
+    let Some(fx) = setup(Backend::Redis, &Clock::system())
+        .tier(Duration::from_secs(300))
+        .start()
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         "keystore:\n  type: redis\n  redis:\n    ip: 127.0.0.1\n    port: {}\n  \
          l1:\n    enabled: true\n    ttl_max: 300\n",
-        server.port
+        fx.server().port
     );
     let cfg = dir.path().join("config.yaml");
     std::fs::write(&cfg, yaml).unwrap();
@@ -195,66 +189,53 @@ async fn a_write_from_another_process_reaches_this_tier() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let clock = Clock::system();
-    let b = build(
-        tiered(
-            server_config(BackendKind::Redis, server.port),
-            Duration::from_secs(300),
-        ),
-        &clock,
-    );
-    backplane_up(&b).await;
+    let b = &fx.ks;
+    backplane_up(b).await;
     cli_set("\"first\"");
-    assert_eq!(get(&b, "shared").await.as_deref(), Some("first"));
+    assert_eq!(get(b, "shared").await.as_deref(), Some("first"));
     cli_set("\"second\"");
-    eventually_reads(&b, "shared", Some("second")).await;
-    b.shutdown().await;
+    eventually_reads(b, "shared", Some("second")).await;
+    fx.shutdown().await;
 }
 
 /// A writer that publishes nothing (redis-cli, a Python service): the copy
 /// is stale for at most `ttl_max` (on the keystore's clock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttl_max_bounds_staleness_against_silent_writers() {
-    let Some(server) = RedisServer::start() else {
+    let Some(fx) = setup(Backend::Redis, &Clock::manual())
+        .tier(Duration::from_secs(5))
+        .start()
+    else {
         return;
     };
-    let clock = Clock::manual();
-    let b = build(
-        tiered(
-            server_config(BackendKind::Redis, server.port),
-            Duration::from_secs(5),
-        ),
-        &clock,
-    );
+    let (b, server, clock) = (&fx.ks, fx.server(), &fx.clock);
     // Subscribing clears the tier: wait for it before filling.
-    backplane_up(&b).await;
+    backplane_up(b).await;
     server.cli(&["SET", "silent", "\"old\"", "EX", "600"]);
-    assert_eq!(get(&b, "silent").await.as_deref(), Some("old"));
+    assert_eq!(get(b, "silent").await.as_deref(), Some("old"));
     server.cli(&["SET", "silent", "\"new\"", "EX", "600"]);
-    assert_eq!(get(&b, "silent").await.as_deref(), Some("old"), "a copy");
+    assert_eq!(get(b, "silent").await.as_deref(), Some("old"), "a copy");
     clock.advance(Duration::from_secs(6));
-    assert_eq!(get(&b, "silent").await.as_deref(), Some("new"));
+    assert_eq!(get(b, "silent").await.as_deref(), Some("new"));
     // A value with less TTL left than ttl_max lives only that long.
     server.cli(&["SET", "brief", "\"1\"", "PX", "1500"]);
-    assert_eq!(get(&b, "brief").await.as_deref(), Some("1"));
+    assert_eq!(get(b, "brief").await.as_deref(), Some("1"));
     clock.advance(Duration::from_secs(2));
     server.cli(&["SET", "brief", "\"2\"", "EX", "600"]);
-    assert_eq!(get(&b, "brief").await.as_deref(), Some("2"));
-    b.shutdown().await;
+    assert_eq!(get(b, "brief").await.as_deref(), Some("2"));
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_safe_serves_stale_within_max_age_and_the_backplane_reconnects() {
-    let Some(mut server) = RedisServer::start() else {
+    let Some(mut fx) = setup(Backend::Redis, &Clock::manual())
+        .tier(Duration::from_secs(5))
+        .config(|c| c.tier.fail_safe_max_age = Duration::from_secs(30))
+        .start()
+    else {
         return;
     };
-    let clock = Clock::manual();
-    let mut config = tiered(
-        server_config(BackendKind::Redis, server.port),
-        Duration::from_secs(5),
-    );
-    config.tier.fail_safe_max_age = Duration::from_secs(30);
-    let b = build(config, &clock);
+    let (b, clock, port) = (fx.ks.clone(), fx.clock.clone(), fx.server().port);
     backplane_up(&b).await;
     b.set_cache("hot", "v1", Ttl::Seconds(600)).await.unwrap();
     b.set_cache("never-read", "x", Ttl::Seconds(600))
@@ -262,7 +243,7 @@ async fn fail_safe_serves_stale_within_max_age_and_the_backplane_reconnects() {
         .unwrap();
     b.delete("never-read").await.unwrap();
 
-    server.kill();
+    fx.server_mut().kill();
     // Still fresh in the tier: no backend call at all.
     assert_eq!(get(&b, "hot").await.as_deref(), Some("v1"));
     // Past its tier lifetime: the backend fails, the stale copy answers.
@@ -282,7 +263,7 @@ async fn fail_safe_serves_stale_within_max_age_and_the_backplane_reconnects() {
     clock.advance(Duration::from_secs(30));
     let e = b.get_cache::<String>("hot").await.unwrap_err();
     assert!(e.is_connection_error() || e.is_timeout(), "{e}");
-    assert!(e.to_string().contains(&server.port.to_string()), "{e}");
+    assert!(e.to_string().contains(&port.to_string()), "{e}");
     b.flush_metrics().await;
     let s = b.stats().await;
     assert_eq!(s.tier.stale_served, 2, "{:?}", s.tier);
@@ -298,7 +279,7 @@ async fn fail_safe_serves_stale_within_max_age_and_the_backplane_reconnects() {
         !b.stats().await.tier.backplane_up,
         "the subscription was lost"
     );
-    server.restart();
+    fx.server_mut().restart();
     backplane_up(&b).await;
     assert_eq!(b.stats().await.tier.entries, 0, "cleared on resubscribe");
     // And the server works again through the handle.
@@ -316,12 +297,14 @@ async fn fail_safe_serves_stale_within_max_age_and_the_backplane_reconnects() {
 /// waiting): past the fraction, callers get the old value at once while one
 /// background load replaces it.
 async fn eager_refresh_reloads_once_in_the_background(l1: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Clock::manual();
-    let mut config = rocks_config(dir.path());
-    config.tier.enabled = l1;
-    config.tier.eager_refresh = 0.5;
-    let ks = build(config, &clock);
+    let fx = setup(Backend::RocksDb, &Clock::manual())
+        .config(move |c| {
+            c.tier.enabled = l1;
+            c.tier.eager_refresh = 0.5;
+        })
+        .start()
+        .unwrap();
+    let (ks, clock) = (&fx.ks, &fx.clock);
     let loads = Arc::new(AtomicUsize::new(0));
     let load = |loads: Arc<AtomicUsize>| async move {
         let n = loads.fetch_add(1, Ordering::SeqCst) + 1;
@@ -358,7 +341,7 @@ async fn eager_refresh_reloads_once_in_the_background(l1: bool) {
     }
     let mut refreshed = false;
     for _ in 0..250 {
-        if get(&ks, "e").await.as_deref() == Some("v2") {
+        if get(ks, "e").await.as_deref() == Some("v2") {
             refreshed = true;
             break;
         }
@@ -374,7 +357,7 @@ async fn eager_refresh_reloads_once_in_the_background(l1: bool) {
     assert_eq!((v.as_str(), loads.load(Ordering::SeqCst)), ("v2", 2));
     ks.flush_metrics().await;
     assert_eq!(ks.stats().await.tier.refreshes, 1);
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,12 +372,14 @@ async fn eager_refresh_with_the_tier_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_byte_bound_holds_and_reads_stay_correct_on_rocksdb() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Clock::manual();
-    let mut config = rocks_config(dir.path());
-    config.tier.enabled = true;
-    config.tier.max_bytes = 64 * 1024;
-    let ks = build(config, &clock);
+    let fx = setup(Backend::RocksDb, &Clock::manual())
+        .config(|c| {
+            c.tier.enabled = true;
+            c.tier.max_bytes = 64 * 1024;
+        })
+        .start()
+        .unwrap();
+    let (ks, clock) = (&fx.ks, &fx.clock);
     let value = "x".repeat(1000);
     for i in 0..1000 {
         ks.set_cache(&format!("big:{i}"), &value, Ttl::Seconds(600))
@@ -402,10 +387,7 @@ async fn the_byte_bound_holds_and_reads_stay_correct_on_rocksdb() {
             .unwrap();
     }
     for i in (0..1000).step_by(7) {
-        assert_eq!(
-            get(&ks, &format!("big:{i}")).await.as_deref(),
-            Some(&*value)
-        );
+        assert_eq!(get(ks, &format!("big:{i}")).await.as_deref(), Some(&*value));
     }
     ks.flush_metrics().await;
     let s = ks.stats().await.tier;
@@ -416,21 +398,21 @@ async fn the_byte_bound_holds_and_reads_stay_correct_on_rocksdb() {
     ks.set_cache("big:7", "changed", Ttl::Seconds(600))
         .await
         .unwrap();
-    assert_eq!(get(&ks, "big:7").await.as_deref(), Some("changed"));
+    assert_eq!(get(ks, "big:7").await.as_deref(), Some("changed"));
     ks.delete_prefix("big:").await.unwrap();
-    assert_eq!(get(&ks, "big:7").await, None);
+    assert_eq!(get(ks, "big:7").await, None);
     let many: Vec<Option<String>> = ks.get_many(&["big:1", "big:2"]).await.unwrap();
     assert_eq!(many, vec![None, None]);
     // Expiry follows the value's TTL, not only ttl_max.
     ks.set_cache("short", "s", Ttl::Seconds(2)).await.unwrap();
-    assert_eq!(get(&ks, "short").await.as_deref(), Some("s"));
+    assert_eq!(get(ks, "short").await.as_deref(), Some("s"));
     clock.advance(Duration::from_secs(3));
-    assert_eq!(get(&ks, "short").await, None);
+    assert_eq!(get(ks, "short").await, None);
     assert!(
         !ks.stats().await.tier.backplane_up,
         "no backplane on RocksDB"
     );
-    ks.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[test]

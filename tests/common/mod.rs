@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests: temp RocksDB configs and handles.
+//! Helpers shared by the integration tests: the keystore fixture for every
+//! backend ([`fixture`]), real redis-server processes ([`redis_server`]),
+//! RocksDB configs and raw access to closed databases.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -6,8 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod fixture;
 pub mod redis_server;
 
+// Not every test binary uses every name.
+#[allow(unused_imports)]
+pub use fixture::{Backend, Fixture, Setup};
 use objdatakey::{BackendKind, Clock, Config, Keystore};
 
 /// A config selecting RocksDB at `dir/db`.
@@ -20,15 +26,10 @@ pub fn rocks_config(dir: &Path) -> Config {
     c
 }
 
-/// A RocksDB keystore at `dir/db` with a manual clock.
+/// A RocksDB keystore at `dir/db` with a manual clock (the fixture's
+/// defaults, on a directory the caller owns).
 pub fn rocks_keystore(dir: &Path) -> (Keystore, Clock) {
-    let clock = Clock::manual();
-    let ks = Keystore::builder()
-        .config(rocks_config(dir))
-        .clock(clock.clone())
-        .build()
-        .expect("open RocksDB keystore");
-    (ks, clock)
+    Backend::RocksDb.setup().open_in(dir)
 }
 
 /// Polls `f` until it answers true or `limit` passes; answers the last result.
