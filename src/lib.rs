@@ -26,8 +26,9 @@
 //! The imports flow one way: `keystore` → `engine` → `command` → `backend`
 //! and `tier` → `format`, `config`, `metrics`, `error`.
 //! - `keystore/`: the [`Keystore`] facade (`mod.rs`: each public operation
-//!   names its command and finishes its answer), `run.rs` (build → engine →
-//!   finish → record, shared by every operation), `tiered.rs` (reads through
+//!   names its command and finishes its answer; `Keystore::run`, build →
+//!   engine → finish → record, shared by every operation), `builder.rs`
+//!   (how a keystore is made), `tiered.rs` (reads through
 //!   the in-process tier, fail-safe), `get_or_set.rs` with `flight.rs`
 //!   (single flight) and `lock.rs` (the cross-process load lock),
 //!   `decode.rs` (stored JSON text into the caller's type), `depth.rs`
@@ -66,27 +67,28 @@
 //!
 //! **One GET, followed** (warm RocksDB, tier off), file by file:
 //! 1. `keystore/mod.rs`: [`Keystore::get_cache`] builds a `Read` of the name
-//!    with its decoder;
-//! 2. `keystore/run.rs`: `Keystore::run` times it and hands it to the engine;
-//! 3. `engine/request.rs`: `Engine::call` (not the no-op engine; no tier);
-//! 4. `engine/in_place.rs`: the in-place step asks the command;
-//! 5. `command/get.rs`: `Read::in_place` asks RocksDB's memory;
-//! 6. `backend/rocksdb/store`: `RocksStore::get_in_memory` reads memtables
-//!    and block cache and hands the live value's text where it stands to
-//!    the decoder;
-//! 7. `keystore/decode.rs`: the text becomes `T`;
+//!    with its decoder, and `Keystore::run` times it and hands it to the
+//!    engine;
+//! 2. `engine/request.rs`: `Engine::call` (not the no-op engine; no tier);
+//! 3. `engine/in_place.rs`: the in-place step asks the command;
+//! 4. `command/get.rs`: `Read::in_place` asks RocksDB's memory;
+//! 5. `backend/rocksdb/store/read.rs`: `RocksStore::get_in_memory` reads
+//!    memtables and block cache,
+//! 6. `format.rs`: finds the live value's text in its envelope, where it
+//!    stands,
+//! 7. `keystore/decode.rs`: and the decoder makes it a `T`;
 //!
-//! and back through `in_place.rs` (a turn for other tasks, every few
-//! calls) and `run.rs`, which records the hit into the `Recorder`
-//! (`metrics/recorder.rs`), drained by the metrics actor into [`Stats`] and
-//! Prometheus. A read memory cannot answer builds a `Get` (`command/get.rs`)
+//! and back through `in_place.rs` (which gives other tasks a turn every few
+//! calls, through `turn.rs`) to `Keystore::run`, which records the hit into
+//! the `Recorder` (8. `metrics/recorder.rs`), drained by the metrics actor
+//! into [`Stats`] and Prometheus. A read memory cannot answer builds a `Get` (`command/get.rs`)
 //! that `engine/request.rs` admits and sends to a pool worker
 //! (`backend/rocksdb/pool.rs` → `Get::on_rocks`) or, on Redis, runs over
 //! the direct path (`Get::on_redis` → `backend/redis/direct.rs`, combined in
 //! `combine.rs` beyond 16 in flight, sent by `link.rs` and `commands.rs`).
 //!
 //! **One SET, followed**: `keystore/mod.rs` encodes the value into a `Set`
-//! (`command/set.rs`) → `run.rs` → `engine/request.rs` (with the tier on,
+//! (`command/set.rs`) → `engine/request.rs` (with the tier on,
 //! the `Touch` it will apply) → `in_place.rs` → `Set::in_place` writes it
 //! with `no_slowdown` or joins a group (`backend/rocksdb/group.rs`) written
 //! as one batch; else the pool's `Set::on_rocks`, or on Redis

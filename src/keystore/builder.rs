@@ -1,14 +1,15 @@
 //! [`KeystoreBuilder`]: how a [`Keystore`] is made.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::Keystore;
+use super::{Inner, Keystore};
 use crate::clock::Clock;
-use crate::config::{Config, ConfigLoader, Overrides};
+use crate::config::{BackendKind, Config, ConfigLoader, Overrides};
 use crate::engine::{Engine, EngineOptions};
 use crate::error::Result;
-use crate::metrics::MetricsRegistry;
+use crate::metrics::{MetricsRegistry, MetricsServer};
 
 /// Builds a [`Keystore`].
 ///
@@ -221,6 +222,73 @@ fn callers_runtime() -> Option<tokio::runtime::Handle> {
                  (build it with enable_all()); the connection's I/O runs on the engine's thread"
             );
             None
+        }
+    }
+}
+
+/// How a keystore is made: the builder and the shortcuts that use it.
+impl Keystore {
+    /// A builder, to choose the config, clock and limits explicitly.
+    pub fn builder() -> KeystoreBuilder {
+        KeystoreBuilder::default()
+    }
+
+    /// Connects as `config.yaml` says (found through `OBJDATAKEY_CONFIG` or
+    /// `./config.yaml`; see [`Config::load`]).
+    pub fn connect() -> Result<Keystore> {
+        Keystore::builder().build()
+    }
+
+    /// Connects with `config`.
+    pub fn from_config(config: Config) -> Result<Keystore> {
+        Keystore::builder().config(config).build()
+    }
+
+    /// Connects as the config file says, with explicit backend, address or
+    /// credentials overriding it.
+    pub fn connect_keystore(overrides: Overrides) -> Result<Keystore> {
+        Keystore::builder().overrides(overrides).build()
+    }
+
+    /// Connects to Redis at `ip:port` (the original module's `connect_redis`).
+    #[deprecated(
+        note = "use `Keystore::connect_keystore(Overrides::new().backend(BackendKind::Redis).ip(..).port(..))`"
+    )]
+    pub fn connect_redis(
+        ip: &str,
+        port: u16,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Keystore> {
+        let mut o = Overrides::new()
+            .backend(BackendKind::Redis)
+            .ip(ip)
+            .port(port);
+        if let Some(u) = user {
+            o = o.user(u);
+        }
+        if let Some(p) = password {
+            o = o.password(p);
+        }
+        Keystore::connect_keystore(o)
+    }
+
+    fn assemble(
+        config: Config,
+        engine: Engine,
+        registry: MetricsRegistry,
+        server: Option<MetricsServer>,
+        clock: Clock,
+    ) -> Keystore {
+        Keystore {
+            inner: Arc::new(Inner {
+                config,
+                engine,
+                registry,
+                server,
+                flights: Arc::default(),
+                clock,
+            }),
         }
     }
 }

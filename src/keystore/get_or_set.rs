@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::decode::decode;
-use super::run::encode;
+use super::encode;
 use super::{Keystore, flight, lock};
 use crate::config::BackendKind;
 use crate::engine;

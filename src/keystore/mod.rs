@@ -3,9 +3,10 @@
 //!
 //! This file is the facade: each public operation names its command (see
 //! `command/`) and how the command's answer becomes the caller's. What
-//! every operation shares is in [`run`]: the command is built, run through
-//! `Engine::call` (the one request path: no-op engine, tier, in place,
-//! admission, route, deadline), its answer finished, the outcome recorded.
+//! every operation shares is `Keystore::run`, at its end: the command is
+//! built, run through `Engine::call` (the one request path: no-op engine,
+//! tier, in place, admission, route, deadline), its answer finished, the
+//! outcome recorded.
 //! Reads of one name go through the in-process tier first ([`tiered`]);
 //! [`get_or_set`] adds single flight, eager refresh and the cross-process
 //! load lock on top of those reads and writes.
@@ -15,20 +16,23 @@
 //! [`Keystore::run`] with it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::Clock;
-use crate::command::{Delete, DeleteMany, DeletePrefix, Ping, Read, ReadMany, Set, SetMany, TtlOf};
-use crate::config::{BackendKind, Config, Overrides};
+use crate::command::{
+    Call, Delete, DeleteMany, DeletePrefix, Ping, Read, ReadMany, Set, SetMany, TtlOf,
+};
+use crate::config::{BackendKind, Config};
 use crate::engine::Engine;
 use crate::error::{ErrorKind, KeystoreError, Result};
 use crate::format::Json;
 use crate::metrics::{MetricsRegistry, MetricsServer, Op, Outcome, Stats};
 use crate::ttl::Ttl;
 use decode::decode;
-use run::{Recorded, encode};
 
 mod blocking;
 mod builder;
@@ -37,7 +41,6 @@ mod depth;
 mod flight;
 mod get_or_set;
 mod lock;
-mod run;
 mod tiered;
 
 pub use blocking::BlockingKeystore;
@@ -83,70 +86,6 @@ struct Inner {
 }
 
 impl Keystore {
-    /// A builder, to choose the config, clock and limits explicitly.
-    pub fn builder() -> KeystoreBuilder {
-        KeystoreBuilder::default()
-    }
-
-    /// Connects as `config.yaml` says (found through `OBJDATAKEY_CONFIG` or
-    /// `./config.yaml`; see [`Config::load`]).
-    pub fn connect() -> Result<Keystore> {
-        Keystore::builder().build()
-    }
-
-    /// Connects with `config`.
-    pub fn from_config(config: Config) -> Result<Keystore> {
-        Keystore::builder().config(config).build()
-    }
-
-    /// Connects as the config file says, with explicit backend, address or
-    /// credentials overriding it.
-    pub fn connect_keystore(overrides: Overrides) -> Result<Keystore> {
-        Keystore::builder().overrides(overrides).build()
-    }
-
-    /// Connects to Redis at `ip:port` (the original module's `connect_redis`).
-    #[deprecated(
-        note = "use `Keystore::connect_keystore(Overrides::new().backend(BackendKind::Redis).ip(..).port(..))`"
-    )]
-    pub fn connect_redis(
-        ip: &str,
-        port: u16,
-        user: Option<&str>,
-        password: Option<&str>,
-    ) -> Result<Keystore> {
-        let mut o = Overrides::new()
-            .backend(BackendKind::Redis)
-            .ip(ip)
-            .port(port);
-        if let Some(u) = user {
-            o = o.user(u);
-        }
-        if let Some(p) = password {
-            o = o.password(p);
-        }
-        Keystore::connect_keystore(o)
-    }
-
-    fn assemble(
-        config: Config,
-        engine: Engine,
-        registry: MetricsRegistry,
-        server: Option<MetricsServer>,
-        clock: Clock,
-    ) -> Keystore {
-        Keystore {
-            inner: Arc::new(Inner {
-                config,
-                engine,
-                registry,
-                server,
-                flights: Arc::default(),
-                clock,
-            }),
-        }
-    }
-
     fn engine(&self) -> &Engine {
         &self.inner.engine
     }
@@ -526,6 +465,90 @@ impl Keystore {
     pub fn blocking(&self) -> BlockingKeystore {
         BlockingKeystore::new(self.clone())
     }
+}
+
+/// What an operation's answer says for the metrics.
+trait Recorded {
+    /// The outcome of `op` that answered this.
+    fn outcome(&self, _op: Op) -> Outcome {
+        Outcome::Ok
+    }
+}
+
+impl<T> Recorded for Option<T> {
+    fn outcome(&self, op: Op) -> Outcome {
+        match (op.has_hits(), self.is_some()) {
+            (false, _) => Outcome::Ok,
+            (true, true) => Outcome::Hit,
+            (true, false) => Outcome::Miss,
+        }
+    }
+}
+
+impl Recorded for () {}
+impl Recorded for bool {}
+impl Recorded for u64 {}
+impl<T> Recorded for Vec<T> {}
+
+impl Keystore {
+    /// One operation: `build` makes its call (the value's JSON, the TTL
+    /// resolved), the engine runs it, `finish` turns the answer into the
+    /// caller's, and the outcome is recorded as `op`.
+    async fn run<K: Call, O: Recorded>(
+        &self,
+        op: Op,
+        build: impl FnOnce() -> Result<K>,
+        finish: impl FnOnce(K::Answer) -> Result<O>,
+    ) -> Result<O> {
+        self.recorded(op, async {
+            let answer = finish(self.engine().call(build()?).await?)?;
+            let outcome = answer.outcome(op);
+            Ok((answer, outcome))
+        })
+        .await
+    }
+
+    /// Runs `work` and records its outcome and latency as `op`, timed from
+    /// now. A combinator, not an `async fn`: an `async fn` would hold `work`
+    /// (every operation's whole state) twice, and every call copies it.
+    fn recorded<'e, O>(
+        &'e self,
+        op: Op,
+        work: impl Future<Output = Result<(O, Outcome)>> + 'e,
+    ) -> impl Future<Output = Result<O>> + 'e {
+        let started = Instant::now();
+        work.map(move |result| {
+            if let Some(recorder) = self.engine().recorder() {
+                let outcome = match &result {
+                    Ok((_, outcome)) => *outcome,
+                    Err(e) => Outcome::Error(e.kind()),
+                };
+                recorder.op(op, outcome, started.elapsed());
+            }
+            result.map(|(answer, _)| answer)
+        })
+    }
+
+    /// Seconds to store for, `None` for never: `ttl` against the default
+    /// TTL, raised to the backend's minimum.
+    fn resolve_ttl(&self, ttl: Ttl) -> Option<u64> {
+        let config = &self.inner.config;
+        ttl.resolve(config.default_ttl)
+            .map(|t| t.max(config.backend.min_ttl()))
+    }
+}
+
+/// `value` as JSON text, or an error naming `name`. A value nested deeper
+/// than serde_json reads back is refused (see [`depth`]): serializing it
+/// would otherwise recurse until the stack overflows.
+fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<String> {
+    serde_json::to_string(&depth::Limited::new(value)).map_err(|e| {
+        KeystoreError::new(
+            ErrorKind::Serialization,
+            format!("cannot encode the value for key {name:?} as JSON"),
+        )
+        .with_source(e)
+    })
 }
 
 impl std::fmt::Debug for Keystore {
