@@ -43,13 +43,15 @@ impl Engine {
                 return finish(command.disabled()?);
             }
         };
-        let Some(tier) = live.tier.as_deref() else {
-            return live.run(call).await;
+        let touch = match live.tier.as_deref() {
+            Some(tier) => call.touch(tier).map(|touch| (tier, touch)),
+            None => None,
         };
-        let touch = call.touch(tier);
         let answer = live.run(call).await;
-        if let Some(touch) = touch {
-            live.touched(tier, touch, answer.is_ok()).await;
+        if let Some((tier, touch)) = touch {
+            // Boxed: the publish it may send would otherwise make every
+            // call's future, reads included, as large as a second send.
+            Box::pin(live.touched(tier, touch, answer.is_ok())).await;
         }
         answer
     }

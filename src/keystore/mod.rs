@@ -494,18 +494,21 @@ impl Keystore {
     /// One operation: `build` makes its call (the value's JSON, the TTL
     /// resolved), the engine runs it, `finish` turns the answer into the
     /// caller's, and the outcome is recorded as `op`.
-    async fn run<K: Call, O: Recorded>(
-        &self,
+    ///
+    /// A combinator, not an `async fn`, like [`recorded`](Self::recorded):
+    /// the operation's future is the recorded one itself, not one more
+    /// state machine around it.
+    fn run<'a, K: Call + 'a, O: Recorded + 'a>(
+        &'a self,
         op: Op,
-        build: impl FnOnce() -> Result<K>,
-        finish: impl FnOnce(K::Answer) -> Result<O>,
-    ) -> Result<O> {
-        self.recorded(op, async {
+        build: impl FnOnce() -> Result<K> + 'a,
+        finish: impl FnOnce(K::Answer) -> Result<O> + 'a,
+    ) -> impl Future<Output = Result<O>> + 'a {
+        self.recorded(op, async move {
             let answer = finish(self.engine().call(build()?).await?)?;
             let outcome = answer.outcome(op);
             Ok((answer, outcome))
         })
-        .await
     }
 
     /// Runs `work` and records its outcome and latency as `op`, timed from
