@@ -84,10 +84,7 @@ impl Live {
     async fn send<C: Command>(&self, command: C) -> Result<C::Answer> {
         let actors = self.actors()?;
         let deadline = Deadline::after(self.timeout);
-        let what = || match &self.address {
-            Some(address) => format!("{} on {} ({address})", command.describe(), self.backend),
-            None => format!("{} on {}", command.describe(), self.backend),
-        };
+        let what = || self.on_backend(&command.describe());
 
         let permit = match self
             .limiter
@@ -113,14 +110,8 @@ impl Live {
             });
         }
         // Named before the command moves into the request.
-        let subject = (command.verb(), command.subject());
-        let what = || {
-            let what = subject.1.describe(subject.0);
-            match &self.address {
-                Some(address) => format!("{what} on {} ({address})", self.backend),
-                None => format!("{what} on {}", self.backend),
-            }
-        };
+        let (verb, subject) = (command.verb(), command.subject());
+        let what = || self.on_backend(&subject.describe(verb));
         let (tx, rx) = oneshot::channel();
         let stopped = |why: &str| {
             KeystoreError::new(
@@ -169,6 +160,15 @@ impl Live {
                 "the write succeeded, but its invalidation was not published: {e}; \
                  other instances may serve their copies for up to keystore.l1.ttl_max"
             );
+        }
+    }
+
+    /// `what` on this backend, for messages: `get of key "k" on redis
+    /// (127.0.0.1:6379)`.
+    fn on_backend(&self, what: &str) -> String {
+        match &self.address {
+            Some(address) => format!("{what} on {} ({address})", self.backend),
+            None => format!("{what} on {}", self.backend),
         }
     }
 
