@@ -64,6 +64,10 @@ pub enum ErrorKind {
     /// The loader given to `get_or_set` failed (its error is the source) or
     /// panicked; nothing was stored.
     Loader,
+    /// A name or value is larger than the keystore takes
+    /// (`keystore.max_key_bytes`, `keystore.max_value_bytes`); nothing was
+    /// sent to the backend.
+    TooLarge,
 }
 
 impl ErrorKind {
@@ -90,6 +94,7 @@ impl ErrorKind {
             ErrorKind::Usage => "usage",
             ErrorKind::Io => "io",
             ErrorKind::Loader => "loader",
+            ErrorKind::TooLarge => "too_large",
         }
     }
 }

@@ -28,8 +28,7 @@
 //! - `keystore/`: the [`Keystore`] facade (`mod.rs`: each public operation
 //!   names its command and finishes its answer; `Keystore::run`, build →
 //!   engine → finish → record, shared by every operation), `builder.rs`
-//!   (how a keystore is made), `tiered.rs` (reads through
-//!   the in-process tier, fail-safe), `get_or_set.rs` with `flight.rs`
+//!   (how a keystore is made), `get_or_set.rs` with `flight.rs`
 //!   (single flight) and `lock.rs` (the cross-process load lock),
 //!   `decode.rs` (stored JSON text into the caller's type), `depth.rs`
 //!   (refusing values nested too deep), [`BlockingKeystore`] and
@@ -37,7 +36,9 @@
 //! - `engine/`: the actors and the one request path. Its module doc holds
 //!   **the actor map**. `request.rs` is `Engine::call`, the only way a
 //!   command reaches a backend: the no-op engine of a disabled keystore,
-//!   the tier's view of a write, the in-place step (`in_place.rs`, which
+//!   the in-process tier (`tiered.rs`: reads answered from its copies and
+//!   filling it, stale copies when the backend fails; what a write changes
+//!   in it), the in-place step (`in_place.rs`, which
 //!   also gives other tasks a turn), admission (`limiter.rs`: permit and
 //!   deadline), the route (Redis direct path or the backend's mailbox) and
 //!   the wait (`timer.rs`). `supervisor.rs`, `janitor.rs` and
@@ -45,7 +46,8 @@
 //!   System or our own; `background.rs` runs detached loads.
 //! - `command/`: one file per command: what it is, its answer's type, and
 //!   each backend's step (in place, RocksDB pool, Redis, disabled) and what it
-//!   changes in the tier, as one trait with no catch-all.
+//!   changes in the tier, as one trait with no catch-all; the reads a caller
+//!   decodes (`Read`, `ReadMany`, `ReadEntry`) say how the tier answers them.
 //! - `backend/`: what the engine hands a backend (`request.rs`: the
 //!   type-erased work, deadline, permit; `current.rs`: the running
 //!   generation's mailbox; `supervision.rs`: failure reports) and one folder
@@ -86,6 +88,11 @@
 //! (`backend/rocksdb/pool.rs` → `Get::on_rocks`) or, on Redis, runs over
 //! the direct path (`Get::on_redis` → `backend/redis/direct.rs`, combined in
 //! `combine.rs` beyond 16 in flight, sent by `link.rs` and `commands.rs`).
+//!
+//! With the tier on (`keystore.l1.enabled`), `Engine::call` hands the
+//! `Read` to `engine/tiered.rs` instead: a fresh copy answers it; else an
+//! `Entries` of the name (`command/entries.rs`) takes the path above, and
+//! its value and lifetime fill the tier.
 //!
 //! **One SET, followed**: `keystore/mod.rs` encodes the value into a `Set`
 //! (`command/set.rs`) → `engine/request.rs` (with the tier on,

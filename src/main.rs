@@ -29,7 +29,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the config source and keystore type, then test the connection.
-    Check,
+    Check {
+        /// Refuse a config file with keys that are not ours (a misspelt
+        /// `ttl_cleanup_intervall`, an unknown section of ours): exit 2,
+        /// naming each with the nearest known key.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Print the backend type and its settings (secrets as set/unset).
     Info,
     /// Store a JSON value.
@@ -114,9 +120,24 @@ fn load_config(cli: &Cli) -> objdatakey::Result<Config> {
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let config = load_config(&cli)?;
     match cli.command {
-        Command::Check => {
+        Command::Check { strict } => {
             println!("Config: {}", config.source);
             println!("Current keystore type: {}", config.backend);
+            if strict && !config.unknown_keys.is_empty() {
+                for w in config
+                    .warnings
+                    .iter()
+                    .filter(|w| w.contains("is not a known key"))
+                {
+                    eprintln!("error: {w}");
+                }
+                eprintln!(
+                    "error: {}: unknown keys refused by check --strict: {}; fix or remove them",
+                    config.source,
+                    config.unknown_keys.join(", "),
+                );
+                return Ok(ExitCode::from(2));
+            }
             if !config.enabled {
                 println!("Keystore is disabled (keystore.enabled: false).");
                 return Ok(ExitCode::FAILURE);
@@ -274,6 +295,8 @@ fn print_info(c: &Config) {
         "Request timeout: {} ms",
         c.engine.request_timeout.as_millis()
     );
+    println!("Max value bytes: {}", c.engine.max_value_bytes);
+    println!("Max key bytes: {}", c.engine.max_key_bytes);
     print_server("Redis", &c.redis, c.backend == BackendKind::Redis);
     print_server(
         "Dragonfly",

@@ -225,7 +225,10 @@ proptest! {
     #[test]
     fn odd_key_names_round_trip_on_rocksdb(names in prop::collection::vec(key_name(), 32)) {
         let dir = tempfile::tempdir().unwrap();
-        let ks = Keystore::builder().config(rocks_config(dir.path())).build().unwrap();
+        let mut config = rocks_config(dir.path());
+        // Names up to 300 000 bytes: above the default keystore.max_key_bytes.
+        config.engine.max_key_bytes = 1 << 20;
+        let ks = Keystore::builder().config(config).build().unwrap();
         let b = ks.blocking();
         for (i, name) in names.iter().enumerate() {
             count("key names", &KEY_CASES, 1);

@@ -135,6 +135,65 @@ fn bad_input_is_a_clear_error_with_exit_1() {
     assert!(stderr(&o).contains("missing.yaml"), "{}", stderr(&o));
 }
 
+/// Misspelt keys of ours are warned about with the nearest known key, and
+/// `check --strict` refuses the file (exit 2) before it connects; other
+/// modules' sections and settings pass.
+#[test]
+fn check_strict_refuses_misspelt_keys_and_names_the_nearest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("db");
+    let yaml = format!(
+        "keystore:\n  type: rocksdb\n  rocksdb:\n    path: {}\n    ttl_cleanup_intervall: 5\n  \
+         l1:\n    max_byte: 100\nsytem:\n  cachettl: 5\nsystem:\n  cachetll: 7\n  \
+         axion_theme: dark\nother_module: {{x: 1}}\n",
+        db.display()
+    );
+    std::fs::write(d.join("typo.yaml"), yaml).unwrap();
+    let o = run(d, &["--config", "typo.yaml", "check"], &[]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    for (key, near) in [
+        (
+            "keystore.rocksdb.ttl_cleanup_intervall",
+            "ttl_cleanup_interval",
+        ),
+        ("keystore.l1.max_byte", "max_bytes"),
+        ("sytem", "system"),
+        ("system.cachetll", "cachettl"),
+    ] {
+        let line = format!("{key} is not a known key; ignored (did you mean {near}?)");
+        assert!(err.contains(&line), "{line} in {err}");
+        assert_eq!(err.matches(&line).count(), 1, "warned once: {err}");
+    }
+    assert!(err.contains("typo.yaml"), "{err}");
+    assert!(
+        !err.contains("axion_theme") && !err.contains("other_module"),
+        "{err}"
+    );
+
+    std::fs::remove_dir_all(&db).unwrap();
+    let o = run(d, &["--config", "typo.yaml", "check", "--strict"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "unknown keys refused by check --strict: sytem, \
+             keystore.rocksdb.ttl_cleanup_intervall, keystore.l1.max_byte, system.cachetll;"
+        ),
+        "{err}"
+    );
+    assert!(!db.exists(), "refused before the database was opened");
+    // A clean file passes --strict.
+    let clean = format!(
+        "keystore:\n  type: rocksdb\n  rocksdb:\n    path: {}\n",
+        db.display()
+    );
+    std::fs::write(d.join("clean.yaml"), clean).unwrap();
+    let o = run(d, &["--config", "clean.yaml", "check", "--strict"], &[]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}
+
 #[test]
 fn config_is_found_through_the_environment_then_the_working_directory() {
     let dir = repo_config_dir();

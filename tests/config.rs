@@ -63,6 +63,8 @@ keystore:
   max_in_flight: 64
   request_timeout_ms: 250
   get_or_set_lock_ms: 1500
+  max_value_bytes: 1048576
+  max_key_bytes: 256
   redis:
     ip: 10.0.0.5
     port: "7000"
@@ -96,6 +98,10 @@ metrics:
     assert_eq!(c.engine.max_in_flight, 64);
     assert_eq!(c.engine.request_timeout, Duration::from_millis(250));
     assert_eq!(c.engine.get_or_set_lock, Some(Duration::from_millis(1500)));
+    assert_eq!(
+        (c.engine.max_value_bytes, c.engine.max_key_bytes),
+        (1 << 20, 256)
+    );
     // 0 turns it off, as does leaving it out.
     let off = load("keystore: {get_or_set_lock_ms: 0}").unwrap();
     assert_eq!(off.engine.get_or_set_lock, None);
@@ -220,6 +226,14 @@ fn bad_values_name_the_file_and_the_key() {
             "keystore.get_or_set_lock_ms",
         ),
         (
+            "keystore: {max_value_bytes: 0}",
+            "keystore.max_value_bytes: expected a whole number from 1 to 536870912",
+        ),
+        (
+            "keystore: {max_key_bytes: 1kb}",
+            "keystore.max_key_bytes: expected a whole number",
+        ),
+        (
             "keystore: [1, 2]",
             "keystore: expected a mapping of settings, got a list",
         ),
@@ -321,6 +335,33 @@ fn no_input_makes_it_panic() {
         let r = std::panic::catch_unwind(|| load(d));
         assert!(r.is_ok(), "panicked on {d:?}");
     }
+}
+
+/// A billion-laughs file (aliases of aliases) and a deeply nested one are
+/// refused with an error naming the file and the reason, quickly and
+/// without a panic or the memory they would take.
+#[test]
+fn alias_bombs_and_deep_nesting_are_refused_with_a_clear_error() {
+    let mut bomb = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
+    }
+    bomb.push_str("keystore: {type: rocksdb, x: *i}\n");
+    let text = load_err(&bomb);
+    assert!(
+        text.contains("aliases expand to more than 100 times the file"),
+        "{text}"
+    );
+
+    let deep = format!("keystore: {}1{}\n", "[".repeat(200), "]".repeat(200));
+    let text = load_err(&deep);
+    assert!(text.contains("nests more than 128 levels deep"), "{text}");
 }
 
 #[test]

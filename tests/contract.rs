@@ -60,6 +60,7 @@ contract_suite!(
         a_waiter_that_gives_up_cancels_nothing,
         ten_thousand_concurrent_operations_lose_nothing,
         a_value_that_does_not_decode_as_t_is_a_serialization_error_naming_the_key,
+        names_and_values_over_the_limits_are_refused_before_the_backend,
     ]
 );
 
@@ -649,5 +650,57 @@ async fn a_value_that_does_not_decode_as_t_is_a_serialization_error_naming_the_k
         ks.get_cache::<String>("text").await.unwrap().as_deref(),
         Some("words")
     );
+    fx.shutdown().await;
+}
+
+/// Names and values larger than the keystore takes
+/// (`keystore.max_key_bytes`, 8 KiB by default; `keystore.max_value_bytes`,
+/// 64 MiB) are an `ErrorKind::TooLarge` error naming the key and the limit,
+/// before anything reaches the backend: a batch holding one writes none of
+/// it, and `get_or_set` does not run its loader. A read of any name is sent.
+async fn names_and_values_over_the_limits_are_refused_before_the_backend(fx: Fixture) {
+    let (ks, kind) = (&fx.ks, fx.backend.kind());
+    let long = "k".repeat(8 * 1024 + 1);
+    let err = ks.set_cache(&long, &1, Ttl::Seconds(60)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{kind}: {err}");
+    assert!(
+        err.to_string().contains("keystore.max_key_bytes (8192)"),
+        "{kind}: {err}"
+    );
+    assert!(err.to_string().contains("\"kkkk"), "{kind}: {err}");
+    assert_eq!(ks.get_cache::<i32>(&long).await.unwrap(), None);
+    let longest = "k".repeat(8 * 1024);
+    ks.set_cache(&longest, &1, Ttl::Seconds(60)).await.unwrap();
+    assert_eq!(ks.get_cache::<i32>(&longest).await.unwrap(), Some(1));
+
+    let huge = "x".repeat(64 << 20);
+    let err = ks
+        .set_cache("huge", &huge, Ttl::Seconds(60))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{kind}: {err}");
+    let text = err.to_string();
+    assert!(text.contains("\"huge\""), "{kind}: {text}");
+    assert!(
+        text.contains("keystore.max_value_bytes (67108864)"),
+        "{kind}: {text}"
+    );
+    let err = ks
+        .set_many(
+            &[("small", "x".to_owned()), ("huge", huge)],
+            Ttl::Seconds(60),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{kind}: {err}");
+    let none: Vec<Option<String>> = ks.get_many(&["small", "huge"]).await.unwrap();
+    assert_eq!(none, [None, None], "{kind}");
+    let err = ks
+        .get_or_set(&long, Ttl::Seconds(60), || async {
+            Err::<i32, _>("the loader must not run under a name too long")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{kind}: {err}");
     fx.shutdown().await;
 }

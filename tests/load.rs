@@ -216,3 +216,138 @@ fn get_or_set_mode_loads_each_key_exactly_once() {
     let mixed = load_json(dir.path(), &["--ops", "100", "--json"]);
     assert!(mixed["loader_calls"].is_null(), "{mixed}");
 }
+
+/// `--key-dist` chooses the keys the operations use, counted here by a
+/// sequential read run over the whole key space after a write run: a hot
+/// set takes every write, a zipfian run touches far fewer keys than a
+/// uniform one (which touches about K(1 − e^(−N/K))), and a seed repeats
+/// a run's keys.
+#[test]
+fn key_distributions_choose_the_keys_written() {
+    let written = |dist: &str, seed: &str| {
+        let dir = rocks_dir();
+        let w = load_json(
+            dir.path(),
+            &[
+                "--ops",
+                "1000",
+                "--keys",
+                "1000",
+                "--read-ratio",
+                "0",
+                "--key-dist",
+                dist,
+                "--seed",
+                seed,
+                "--json",
+            ],
+        );
+        assert_eq!(w["key_dist"], dist, "{w}");
+        let r = load_json(
+            dir.path(),
+            &[
+                "--ops",
+                "1000",
+                "--keys",
+                "1000",
+                "--read-ratio",
+                "1",
+                "--json",
+            ],
+        );
+        r["hits"].as_u64().unwrap()
+    };
+    assert_eq!(written("hotset:0.1:1", "1"), 100);
+    let uniform = written("uniform", "1");
+    // 1000 (1 − e^(−1)) = 632.
+    assert!((590..=675).contains(&uniform), "{uniform}");
+    let zipf = written("zipf:0.99", "1");
+    assert!(zipf * 3 < uniform * 2, "zipf {zipf}, uniform {uniform}");
+    assert_eq!(written("zipf:0.99", "1"), zipf, "a seed repeats a run");
+    assert_ne!(written("uniform", "2"), 0);
+
+    let dir = rocks_dir();
+    let o = load(dir.path(), &["--ops", "10", "--key-dist", "zipf:1.5"]);
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("below 1"), "{err}");
+}
+
+/// A load run against the redis-server on `port`, which is stopped
+/// (SIGSTOP) one second into the run and continued a second later.
+fn through_a_one_second_pause(
+    server: &common::redis_server::RedisServer,
+    args: &[&str],
+) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "keystore:\n  type: redis\n  redis:\n    ip: 127.0.0.1\n    port: {}\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let child = Command::new(cli())
+        .arg("--config")
+        .arg(&config)
+        .arg("load")
+        .args(args)
+        .args([
+            "--duration",
+            "4",
+            "--read-ratio",
+            "1",
+            "--keys",
+            "1000",
+            "--json",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the objdatakey binary");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    server.signal("STOP");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    server.signal("CONT");
+    let o = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// An open loop (`--rate`) times each operation from when it was due, so
+/// a second's stall of the server shows in its p99 (the operations due
+/// during the pause waited for it), where a closed loop over the same
+/// pause sends only its few callers' operations into it and reports a
+/// small p99 (coordinated omission). The schedule keeps its times: the
+/// achieved rate stays at `--rate`, and the delayed operations are
+/// counted late.
+#[test]
+fn an_open_loop_shows_a_stall_that_a_closed_loop_hides() {
+    let Some(server) = common::redis_server::RedisServer::start() else {
+        return;
+    };
+    let open = through_a_one_second_pause(&server, &["--rate", "2000", "--concurrency", "64"]);
+    assert_eq!(open["intended_rate"], 2000.0, "{open}");
+    assert!(num(&open, "p99_us") >= 300_000.0, "{open}");
+    let achieved = num(&open, "achieved_rate");
+    assert!((1900.0..=2100.0).contains(&achieved), "{open}");
+    assert!(num(&open, "late_ops") >= 1000.0, "{open}");
+    assert_eq!(open["errors"], 0, "{open}");
+
+    let closed = through_a_one_second_pause(&server, &["--concurrency", "16"]);
+    assert!(closed["intended_rate"].is_null(), "{closed}");
+    assert_eq!(closed["late_ops"], 0, "{closed}");
+    assert!(
+        num(&closed, "max_us") >= 300_000.0,
+        "the pause was there: {closed}"
+    );
+    assert!(num(&closed, "p99_us") < 100_000.0, "{closed}");
+}

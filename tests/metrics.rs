@@ -555,15 +555,18 @@ fn dashboard_exprs() -> Vec<String> {
     out
 }
 
-/// Grafana's variables as Grafana would fill them for "All backends" with a
-/// 1 s scrape interval.
+/// Grafana's variables as Grafana would fill them for "All" jobs, instances
+/// and backends with a 1 s scrape interval.
 fn substitute(expr: &str) -> String {
-    let s = expr
+    let mut s = expr
         .replace("$__rate_interval", "10s")
         .replace("$__interval", "5s")
-        .replace("$__range", "1m")
-        .replace("${backend}", ".*")
-        .replace("$backend", ".*");
+        .replace("$__range", "1m");
+    for var in ["job", "instance", "backend"] {
+        s = s
+            .replace(&format!("${{{var}}}"), ".*")
+            .replace(&format!("${var}"), ".*");
+    }
     assert!(!s.contains('$'), "unsubstituted variable in {expr}");
     s
 }

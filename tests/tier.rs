@@ -293,6 +293,40 @@ async fn fail_safe_serves_stale_within_max_age_and_the_backplane_reconnects() {
     b.shutdown().await;
 }
 
+/// A batch read through the tier when the backend fails: the stale copies
+/// answer only when every name the tier lacks has one, and are counted
+/// only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_safe_answers_a_batch_only_when_every_name_has_a_stale_copy() {
+    let Some(mut fx) = setup(Backend::Redis, &Clock::manual())
+        .tier(Duration::from_secs(5))
+        .config(|c| c.tier.fail_safe_max_age = Duration::from_secs(30))
+        .start()
+    else {
+        return;
+    };
+    let (b, clock) = (fx.ks.clone(), fx.clock.clone());
+    for (name, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        b.set_cache(name, v, Ttl::Seconds(600)).await.unwrap();
+    }
+    // "c" is written through another path: no copy of it in the tier.
+    b.delete("c").await.unwrap();
+    let names = ["a", "b"];
+    let fresh: Vec<Option<String>> = b.get_many(&names).await.unwrap();
+    assert_eq!(fresh, [Some("1".to_owned()), Some("2".to_owned())]);
+
+    fx.server_mut().kill();
+    clock.advance(Duration::from_secs(10));
+    let stale: Vec<Option<String>> = b.get_many(&names).await.unwrap();
+    assert_eq!(stale, [Some("1".to_owned()), Some("2".to_owned())]);
+    let e = b.get_many::<String, _>(&["a", "b", "c"]).await.unwrap_err();
+    assert!(e.is_connection_error() || e.is_timeout(), "{e}");
+    b.flush_metrics().await;
+    let s = b.stats().await;
+    assert_eq!(s.tier.stale_served, 2, "{:?}", s.tier);
+    b.shutdown().await;
+}
+
 /// Eager refresh on RocksDB (its TTLs follow the keystore's clock, so no
 /// waiting): past the fraction, callers get the old value at once while one
 /// background load replaces it.

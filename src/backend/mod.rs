@@ -28,4 +28,4 @@ pub(crate) use current::{BackendTx, CurrentBackend, Unsent};
 pub(crate) use request::{Deadline, OnPanic, Request, Stored, Work};
 pub(crate) use subject::Subject;
 pub(crate) use supervision::{BackendFailed, Supervision, panic_text};
-pub(crate) use texts::ValueTexts;
+pub(crate) use texts::{Text, ValueTexts};

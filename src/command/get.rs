@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Call, Command, InPlace};
+use super::{Call, Command, InPlace, Remembered, TierRead};
 use crate::backend::redis::{Conn, RedisDirect};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject};
@@ -66,6 +66,11 @@ pub(crate) struct Read<'a, D> {
 impl<T, D: Fn(Json<'_>) -> Result<T>> Call for Read<'_, D> {
     type Answer = Option<T>;
     type Command = Get;
+    type Tiered = Self;
+
+    fn through_tier(self) -> std::result::Result<Self, Self> {
+        Ok(self)
+    }
 
     fn in_place(&self, store: &Arc<RocksStore>) -> InPlace<Option<T>> {
         let read = store
@@ -86,5 +91,20 @@ impl<T, D: Fn(Json<'_>) -> Result<T>> Call for Read<'_, D> {
         (get, move |text: Option<String>| {
             text.map(|t| decode(Json::Text(&t))).transpose()
         })
+    }
+}
+
+impl<T, D: Fn(Json<'_>) -> Result<T>> TierRead for Read<'_, D> {
+    type Answer = Option<T>;
+
+    fn names(&self) -> Vec<&str> {
+        vec![self.key]
+    }
+
+    fn answer(self, found: Vec<Option<Remembered>>) -> Result<Option<T>> {
+        let found = found.into_iter().next().flatten();
+        found
+            .map(|f| (self.decode)(Json::Text(f.text.as_str())))
+            .transpose()
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Call, Command, InPlace, READS, over_redis};
+use super::{Call, Command, InPlace, READS, Remembered, TierRead, over_redis};
 use crate::backend::redis::{Conn, RedisDirect, commands};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::{Deadline, Subject, ValueTexts};
@@ -67,6 +67,11 @@ pub(crate) struct ReadMany<'a, K> {
 impl<K: AsRef<str>> Call for ReadMany<'_, K> {
     type Answer = ValueTexts;
     type Command = GetMany;
+    type Tiered = Self;
+
+    fn through_tier(self) -> std::result::Result<Self, Self> {
+        Ok(self)
+    }
 
     fn in_place(&self, store: &Arc<RocksStore>) -> InPlace<ValueTexts> {
         InPlace::answered(store.get_many_in_memory(self.keys))
@@ -79,5 +84,19 @@ impl<K: AsRef<str>> Call for ReadMany<'_, K> {
     fn into_command(self) -> (GetMany, impl FnOnce(ValueTexts) -> Result<ValueTexts>) {
         let keys = self.keys.iter().map(|k| Arc::from(k.as_ref())).collect();
         (GetMany { keys }, Ok)
+    }
+}
+
+impl<K: AsRef<str>> TierRead for ReadMany<'_, K> {
+    type Answer = ValueTexts;
+
+    fn names(&self) -> Vec<&str> {
+        self.keys.iter().map(AsRef::as_ref).collect()
+    }
+
+    fn answer(self, found: Vec<Option<Remembered>>) -> Result<ValueTexts> {
+        Ok(ValueTexts::texts(
+            found.into_iter().map(|f| f.map(|f| f.text)).collect(),
+        ))
     }
 }

@@ -20,16 +20,21 @@
 //!
 //! [`Call`] is what `Engine::call` takes: every command, and the reads
 //! that lend what memory holds to the caller's decoder ([`get::Read`],
-//! [`get_many::ReadMany`]) so a warm RocksDB read copies nothing; each of
-//! those names the command it sends when memory cannot answer.
+//! [`get_many::ReadMany`], [`entries::ReadEntry`]) so a warm RocksDB read
+//! copies nothing; each of those names the command it sends when memory
+//! cannot answer, and is a [`TierRead`]: with the in-process tier on, the
+//! engine answers it from the tier's copies first (`engine/tiered.rs`).
 //!
 //! [`Job`] carries a command to a backend actor with its reply channel, its
 //! type erased (the backends run [`Work`], never a named command).
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
@@ -37,7 +42,7 @@ use crate::backend::redis::commands::Answer;
 use crate::backend::redis::{Conn, RedisDirect};
 use crate::backend::rocksdb::RocksStore;
 use crate::backend::rocksdb::group::Member;
-use crate::backend::{Deadline, OnPanic, Subject, Work};
+use crate::backend::{Deadline, OnPanic, Subject, Text, Work};
 use crate::error::Result;
 use crate::tier::{Tier, Touch};
 
@@ -60,7 +65,7 @@ pub(crate) mod ttl;
 pub(crate) use delete::Delete;
 pub(crate) use delete_many::DeleteMany;
 pub(crate) use delete_prefix::DeletePrefix;
-pub(crate) use entries::Entries;
+pub(crate) use entries::{Entries, Found, ReadEntry};
 pub(crate) use get::{Get, Read};
 pub(crate) use get_many::ReadMany;
 pub(crate) use lock::{Lock, Unlock};
@@ -147,11 +152,18 @@ impl<A> InPlace<A> {
 
 /// What `Engine::call` runs: a [`Command`], or a read that lends what
 /// memory holds to the caller before it would build one.
-pub(crate) trait Call {
+pub(crate) trait Call: Sized {
     /// What the caller gets.
     type Answer;
     /// The command sent when the call is not answered in place.
     type Command: Command;
+    /// The call as a read through the in-process tier ([`NotTiered`] for
+    /// a command: the reads the tier itself sends, and every write).
+    type Tiered: TierRead<Answer = Self::Answer>;
+
+    /// The call as a read the tier answers first (`Ok`), or itself
+    /// (`Err`), for the engine to run past the tier.
+    fn through_tier(self) -> std::result::Result<Self::Tiered, Self>;
 
     /// See [`Command::in_place`].
     fn in_place(&self, store: &Arc<RocksStore>) -> InPlace<Self::Answer>;
@@ -174,6 +186,11 @@ pub(crate) type Sent<K> = <<K as Call>::Command as Command>::Answer;
 impl<C: Command> Call for C {
     type Answer = C::Answer;
     type Command = C;
+    type Tiered = NotTiered<C::Answer>;
+
+    fn through_tier(self) -> std::result::Result<NotTiered<C::Answer>, C> {
+        Err(self)
+    }
 
     fn in_place(&self, store: &Arc<RocksStore>) -> InPlace<C::Answer> {
         Command::in_place(self, store)
@@ -185,6 +202,47 @@ impl<C: Command> Call for C {
 
     fn into_command(self) -> (C, impl FnOnce(C::Answer) -> Result<C::Answer>) {
         (self, Ok)
+    }
+}
+
+/// A read of values that the in-process tier answers first, when the
+/// keystore has one: the engine looks up each name's fresh copy, asks the
+/// backend ([`Entries`]) for the rest and fills the tier with them, or
+/// answers stale copies when the backend fails (`engine/tiered.rs`).
+pub(crate) trait TierRead {
+    /// What the caller gets.
+    type Answer;
+
+    /// The names read, in the order the answer wants them.
+    fn names(&self) -> Vec<&str>;
+
+    /// The answer from what was found for each of [`names`](Self::names)
+    /// (`None`: missing or expired).
+    fn answer(self, found: Vec<Option<Remembered>>) -> Result<Self::Answer>;
+}
+
+/// What a read through the tier found for one name.
+pub(crate) struct Remembered {
+    /// The JSON text: the tier's copy, or the backend's answer.
+    pub text: Text,
+    /// When the backend's value expires, on the keystore's clock (inner
+    /// `None`: never); `None` when unknown (a stale copy).
+    pub expires_at: Option<Option<Duration>>,
+}
+
+/// The [`TierRead`] of a call that is not one: no value of it exists, so
+/// the engine's tier step for it cannot run.
+pub(crate) struct NotTiered<A>(Infallible, PhantomData<fn() -> A>);
+
+impl<A> TierRead for NotTiered<A> {
+    type Answer = A;
+
+    fn names(&self) -> Vec<&str> {
+        match self.0 {}
+    }
+
+    fn answer(self, _found: Vec<Option<Remembered>>) -> Result<A> {
+        match self.0 {}
     }
 }
 

@@ -163,11 +163,18 @@ fn read_file(path: &Path) -> Result<String> {
 
 fn parse_yaml(text: &str, origin: &str) -> Result<Value> {
     let v: Value = serde_yaml::from_str(text).map_err(|e| {
-        KeystoreError::new(
-            ErrorKind::Config,
-            format!("config {origin}: YAML syntax error"),
-        )
-        .with_source(e)
+        // serde_yaml's own guards, against a file that would take all the
+        // memory (an alias bomb) or the stack (deep nesting) to read.
+        let said = e.to_string();
+        let what = if said.contains("repetition limit exceeded") {
+            "refused: its aliases expand to more than 100 times the file; write the \
+             settings out instead of repeating anchors"
+        } else if said.contains("recursion limit exceeded") {
+            "refused: it nests more than 128 levels deep; a config file needs a few"
+        } else {
+            "YAML syntax error"
+        };
+        KeystoreError::new(ErrorKind::Config, format!("config {origin}: {what}")).with_source(e)
     })?;
     match v {
         Value::Null => Ok(Value::Mapping(Mapping::new())),

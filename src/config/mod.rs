@@ -223,9 +223,9 @@ pub const DEFAULT_FORMAT_VERSION: i32 = 6;
 /// The `format_version` range RocksDB 11 writes (it dropped 0 and 1).
 const FORMAT_VERSIONS: std::ops::RangeInclusive<i32> = 2..=7;
 
-/// Engine limits (`keystore.max_in_flight`, `keystore.request_timeout_ms`)
-/// and the cross-process lock of `get_or_set`
-/// (`keystore.get_or_set_lock_ms`).
+/// Engine limits (`keystore.max_in_flight`, `keystore.request_timeout_ms`,
+/// `keystore.max_value_bytes`, `keystore.max_key_bytes`) and the
+/// cross-process lock of `get_or_set` (`keystore.get_or_set_lock_ms`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Requests admitted at once per keystore; more callers wait for room.
@@ -239,6 +239,16 @@ pub struct EngineConfig {
     /// the file): single flight within this process only. Ignored on
     /// RocksDB, which one process holds anyway.
     pub get_or_set_lock: Option<Duration>,
+    /// `keystore.max_value_bytes`: the largest JSON text a write stores
+    /// (default 64 MiB); a larger one is refused before it reaches the
+    /// backend ([`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)), so a
+    /// value written by mistake does not stall a server.
+    pub max_value_bytes: usize,
+    /// `keystore.max_key_bytes`: the longest name a write stores under
+    /// (default 8 KiB). Reads and deletes send any name: one this long
+    /// cannot have been written here, and a Python writer may have stored
+    /// one.
+    pub max_key_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -247,6 +257,8 @@ impl Default for EngineConfig {
             max_in_flight: 1024,
             request_timeout: Duration::from_secs(5),
             get_or_set_lock: None,
+            max_value_bytes: 64 << 20,
+            max_key_bytes: 8 << 10,
         }
     }
 }
@@ -362,6 +374,11 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Deprecations and ignored keys found while loading, one sentence each.
     pub warnings: Vec<String>,
+    /// The keys of the file that are not settings of ours, in full
+    /// (`keystore.rocksdb.ttl_cleanup_intervall`): each is ignored with a
+    /// warning naming the nearest known key, and `objdatakey check
+    /// --strict` refuses the file.
+    pub unknown_keys: Vec<String>,
 }
 
 impl Default for Config {
@@ -394,6 +411,7 @@ impl Config {
             tier: TierConfig::default(),
             metrics: MetricsConfig::default(),
             warnings: Vec::new(),
+            unknown_keys: Vec::new(),
         }
     }
 

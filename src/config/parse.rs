@@ -7,15 +7,13 @@
 //! only what the file sets; the order of the calls is the order in which
 //! errors are found and warnings listed.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_yaml::Value;
 
-use super::yaml::{Doc, as_u64, show, warn_unknown};
+use super::yaml::{Doc, Notes, as_u64, show, warn_misspelt, warn_unknown};
 use super::{
     BackendKind, Config, ConfigSource, DEFAULT_FORMAT_VERSION, EngineConfig, FORMAT_VERSIONS,
     MetricsConfig, NodeAddr, RedisConfig, RocksDbConfig, Secret, TierConfig, default_ip,
@@ -34,7 +32,13 @@ impl Config {
         let doc = Doc { origin, root };
         let mut cfg = Config::defaults(docker);
         cfg.source = source;
-        let mut warnings = Vec::new();
+        let mut warnings = Notes::default();
+        warn_misspelt(
+            &doc,
+            &[],
+            &["keystore", "system", "metrics", "redis"],
+            &mut warnings,
+        )?;
 
         let legacy = legacy_section(&doc, &mut warnings)?;
         keystore_section(&doc, legacy.activate, &mut cfg, &mut warnings)?;
@@ -43,10 +47,11 @@ impl Config {
         rocksdb_section(&doc, &mut cfg.rocksdb, &mut warnings)?;
         engine_limits(&doc, &mut cfg.engine)?;
         tier_section(&doc, &mut cfg.tier, &mut warnings)?;
-        system_section(&doc, &mut cfg.default_ttl)?;
-        metrics_section(&doc, &mut cfg.metrics)?;
+        system_section(&doc, &mut cfg.default_ttl, &mut warnings)?;
+        metrics_section(&doc, &mut cfg.metrics, &mut warnings)?;
 
-        cfg.warnings = warnings;
+        cfg.warnings = warnings.warnings;
+        cfg.unknown_keys = warnings.unknown_keys;
         Ok(cfg)
     }
 }
@@ -64,7 +69,7 @@ struct Legacy {
 
 /// Reads the legacy `redis:` section, warning (once per process) about each
 /// key it finds.
-fn legacy_section(doc: &Doc<'_>, warnings: &mut Vec<String>) -> Result<Legacy> {
+fn legacy_section(doc: &Doc<'_>, warnings: &mut Notes) -> Result<Legacy> {
     let legacy = Legacy {
         activate: doc.bool_at(&["redis", "activate"])?,
         ip: doc.string_at(&["redis", "redisip"])?,
@@ -86,8 +91,7 @@ fn legacy_section(doc: &Doc<'_>, warnings: &mut Vec<String>) -> Result<Legacy> {
         if present {
             let origin = doc.origin;
             let msg = format!("{origin}: {old} is deprecated; use {new} instead");
-            warn_once(&msg);
-            warnings.push(msg);
+            warnings.warn(msg);
         }
     }
     Ok(legacy)
@@ -99,7 +103,7 @@ fn keystore_section(
     doc: &Doc<'_>,
     legacy_activate: Option<bool>,
     cfg: &mut Config,
-    warnings: &mut Vec<String>,
+    warnings: &mut Notes,
 ) -> Result<()> {
     let ks = &["keystore"][..];
     doc.mapping_at(ks)?;
@@ -119,6 +123,8 @@ fn keystore_section(
             "fail_safe",
             "eager_refresh",
             "get_or_set_lock_ms",
+            "max_value_bytes",
+            "max_key_bytes",
         ],
         warnings,
     )?;
@@ -145,7 +151,7 @@ fn server_section(
     docker: bool,
     legacy_ip: Option<String>,
     legacy_port: Option<u16>,
-    warnings: &mut Vec<String>,
+    warnings: &mut Notes,
 ) -> Result<RedisConfig> {
     let base = ["keystore", name];
     doc.mapping_at(&base)?;
@@ -237,11 +243,7 @@ fn cluster_nodes(doc: &Doc<'_>, name: &str) -> Result<Vec<NodeAddr>> {
 }
 
 /// `keystore.rocksdb`, the embedded backend.
-fn rocksdb_section(
-    doc: &Doc<'_>,
-    rocksdb: &mut RocksDbConfig,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
+fn rocksdb_section(doc: &Doc<'_>, rocksdb: &mut RocksDbConfig, warnings: &mut Notes) -> Result<()> {
     let rk = ["keystore", "rocksdb"];
     doc.mapping_at(&rk)?;
     warn_unknown(
@@ -311,9 +313,14 @@ fn format_version_at(doc: &Doc<'_>, path: &[&str]) -> Result<Option<i32>> {
     }
 }
 
-/// `keystore.max_in_flight`, `keystore.request_timeout_ms` and
+/// The largest `keystore.max_value_bytes` and `keystore.max_key_bytes`:
+/// 512 MiB, what Redis takes for a string.
+const MAX_SIZE_LIMIT: usize = 512 << 20;
+
+/// `keystore.max_in_flight`, `keystore.request_timeout_ms`,
 /// `keystore.get_or_set_lock_ms` (0: off; at most 10 minutes: a lock is
-/// meant to outlive one load, not to hold a name for long).
+/// meant to outlive one load, not to hold a name for long),
+/// `keystore.max_value_bytes` and `keystore.max_key_bytes`.
 fn engine_limits(doc: &Doc<'_>, engine: &mut EngineConfig) -> Result<()> {
     if let Some(n) = doc.count_at(&["keystore", "max_in_flight"], 1, 1 << 20)? {
         engine.max_in_flight = n;
@@ -324,12 +331,18 @@ fn engine_limits(doc: &Doc<'_>, engine: &mut EngineConfig) -> Result<()> {
     if let Some(n) = doc.count_at(&["keystore", "get_or_set_lock_ms"], 0, 600_000)? {
         engine.get_or_set_lock = (n > 0).then(|| Duration::from_millis(n as u64));
     }
+    if let Some(n) = doc.count_at(&["keystore", "max_value_bytes"], 1, MAX_SIZE_LIMIT)? {
+        engine.max_value_bytes = n;
+    }
+    if let Some(n) = doc.count_at(&["keystore", "max_key_bytes"], 1, MAX_SIZE_LIMIT)? {
+        engine.max_key_bytes = n;
+    }
     Ok(())
 }
 
 /// `keystore.l1`, `keystore.backplane`, `keystore.fail_safe` and
 /// `keystore.eager_refresh`: the in-process tier and what goes with it.
-fn tier_section(doc: &Doc<'_>, tier: &mut TierConfig, warnings: &mut Vec<String>) -> Result<()> {
+fn tier_section(doc: &Doc<'_>, tier: &mut TierConfig, warnings: &mut Notes) -> Result<()> {
     let l1 = ["keystore", "l1"];
     doc.mapping_at(&l1)?;
     warn_unknown(doc, &l1, &["enabled", "max_bytes", "ttl_max"], warnings)?;
@@ -366,29 +379,13 @@ fn tier_section(doc: &Doc<'_>, tier: &mut TierConfig, warnings: &mut Vec<String>
     if let Some(d) = doc.seconds_at(&["keystore", "fail_safe", "max_age"])? {
         tier.fail_safe_max_age = d;
     }
-    let er = ["keystore", "eager_refresh"];
-    match doc.get(&er)? {
-        None | Some(Value::Null) => {}
-        Some(v) => {
-            let f = match v {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.trim().parse::<f64>().ok(),
-                _ => None,
-            };
-            match f {
-                Some(f) if f.is_finite() && (0.0..1.0).contains(&f) => tier.eager_refresh = f,
-                _ => {
-                    return Err(doc.err(
-                        &er,
-                        format!(
-                            "expected a fraction of the TTL from 0 (off) to below 1, \
-                             like 0.8, got {}",
-                            show(v)
-                        ),
-                    ));
-                }
-            }
-        }
+    let eager = doc.fraction_at(
+        &["keystore", "eager_refresh"],
+        |f| (0.0..1.0).contains(&f),
+        "a fraction of the TTL from 0 (off) to below 1, like 0.8",
+    )?;
+    if let Some(f) = eager {
+        tier.eager_refresh = f;
     }
     if tier.fail_safe_max_age > Duration::ZERO && !tier.enabled {
         let msg = format!(
@@ -396,14 +393,20 @@ fn tier_section(doc: &Doc<'_>, tier: &mut TierConfig, warnings: &mut Vec<String>
              (stale values are served from the in-process tier)",
             doc.origin
         );
-        warnings.push(msg);
+        warnings.warn(msg);
     }
     Ok(())
 }
 
 /// `system.cachettl`: seconds, or `never` / `-1` for no expiry; present but
-/// empty is the default, 300.
-fn system_section(doc: &Doc<'_>, default_ttl: &mut Option<u64>) -> Result<()> {
+/// empty is the default, 300. The section is the platform's: only a
+/// misspelling of ours is warned about.
+fn system_section(
+    doc: &Doc<'_>,
+    default_ttl: &mut Option<u64>,
+    warnings: &mut Notes,
+) -> Result<()> {
+    warn_misspelt(doc, &["system"], &["cachettl"], warnings)?;
     let ttl_key = ["system", "cachettl"];
     if let Some(v) = doc.get(&ttl_key)? {
         *default_ttl = match v {
@@ -425,9 +428,10 @@ fn system_section(doc: &Doc<'_>, default_ttl: &mut Option<u64>) -> Result<()> {
 }
 
 /// `metrics.listen`: where to serve `/metrics`; empty serves nothing.
-fn metrics_section(doc: &Doc<'_>, metrics: &mut MetricsConfig) -> Result<()> {
+fn metrics_section(doc: &Doc<'_>, metrics: &mut MetricsConfig, warnings: &mut Notes) -> Result<()> {
     let mk = ["metrics"];
     doc.mapping_at(&mk)?;
+    warn_unknown(doc, &mk, &["listen"], warnings)?;
     if let Some(s) = doc.string_at(&["metrics", "listen"])?
         && !s.trim().is_empty()
     {
@@ -439,13 +443,4 @@ fn metrics_section(doc: &Doc<'_>, metrics: &mut MetricsConfig) -> Result<()> {
         })?);
     }
     Ok(())
-}
-
-/// Deprecation warnings are logged once per process per message.
-fn warn_once(msg: &str) {
-    static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    if seen.insert(msg.to_owned()) {
-        tracing::warn!("{msg}");
-    }
 }

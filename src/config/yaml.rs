@@ -7,7 +7,9 @@
 //! YAML shapes (text, yes/no, ports, counts, seconds) but no config keys; which
 //! keys exist is `parse`'s business.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_yaml::Value;
@@ -118,6 +120,30 @@ impl Doc<'_> {
         }
     }
 
+    /// A number at `path` that `ok` accepts (absent or empty: `None`);
+    /// `expected` says what it is, in the error otherwise.
+    pub(super) fn fraction_at(
+        &self,
+        path: &[&str],
+        ok: impl Fn(f64) -> bool,
+        expected: &str,
+    ) -> Result<Option<f64>> {
+        match self.get(path)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => {
+                let f = match v {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                };
+                match f {
+                    Some(f) if f.is_finite() && ok(f) => Ok(Some(f)),
+                    _ => Err(self.err(path, format!("expected {expected}, got {}", show(v)))),
+                }
+            }
+        }
+    }
+
     pub(super) fn seconds_at(&self, path: &[&str]) -> Result<Option<Duration>> {
         match self.get(path)? {
             None | Some(Value::Null) => Ok(None),
@@ -141,33 +167,134 @@ impl Doc<'_> {
     }
 }
 
-/// Warns about (and records in `out`) each key of the mapping at `at` that is
-/// not in `known`.
+/// What loading found besides the settings: one sentence per warning
+/// (deprecations, ignored keys), and the full name of each key that is not
+/// one of ours (`check --strict` refuses a file with any).
+#[derive(Default)]
+pub(super) struct Notes {
+    pub(super) warnings: Vec<String>,
+    pub(super) unknown_keys: Vec<String>,
+}
+
+impl Notes {
+    /// Logs `msg` once per process, and keeps it.
+    pub(super) fn warn(&mut self, msg: String) {
+        warn_once(&msg);
+        self.warnings.push(msg);
+    }
+}
+
+/// Warns about each key of the mapping at `at` (one of our sections) that
+/// is not in `known`, naming the nearest known key when one is close.
 pub(super) fn warn_unknown(
     doc: &Doc<'_>,
     at: &[&str],
     known: &[&str],
-    out: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Result<()> {
-    if let Some(Value::Mapping(m)) = doc.get(at)? {
-        for k in m.keys() {
-            let name = match k {
-                Value::String(s) => s.clone(),
-                other => show(other),
-            };
-            if !known.contains(&name.as_str()) {
-                let msg = format!(
-                    "{}: {}.{name} is not a known key; ignored (known: {})",
-                    doc.origin,
-                    at.join("."),
-                    known.join(", ")
-                );
-                tracing::warn!("{msg}");
-                out.push(msg);
-            }
+    for name in unknown(doc, at, known)? {
+        let hint = match nearest(&name, known) {
+            Some(near) => format!("did you mean {near}?"),
+            None => format!("known: {}", known.join(", ")),
+        };
+        note_unknown(doc, at, &name, &hint, notes);
+    }
+    Ok(())
+}
+
+/// Warns about each key of the mapping at `at` (a place other modules of
+/// the platform write too: the top level, `system`) that is not in
+/// `known` but close to a known key: a misspelling of ours, not someone
+/// else's setting.
+pub(super) fn warn_misspelt(
+    doc: &Doc<'_>,
+    at: &[&str],
+    known: &[&str],
+    notes: &mut Notes,
+) -> Result<()> {
+    for name in unknown(doc, at, known)? {
+        if let Some(near) = nearest(&name, known) {
+            note_unknown(doc, at, &name, &format!("did you mean {near}?"), notes);
         }
     }
     Ok(())
+}
+
+fn note_unknown(doc: &Doc<'_>, at: &[&str], name: &str, hint: &str, notes: &mut Notes) {
+    let key = at
+        .iter()
+        .copied()
+        .chain([name])
+        .collect::<Vec<_>>()
+        .join(".");
+    notes.warn(format!(
+        "{}: {key} is not a known key; ignored ({hint})",
+        doc.origin
+    ));
+    notes.unknown_keys.push(key);
+}
+
+/// The keys of the mapping at `at` that are not in `known`.
+fn unknown(doc: &Doc<'_>, at: &[&str], known: &[&str]) -> Result<Vec<String>> {
+    let Some(Value::Mapping(m)) = doc.get(at)? else {
+        return Ok(Vec::new());
+    };
+    Ok(m.keys()
+        .map(|k| match k {
+            Value::String(s) => s.clone(),
+            other => show(other),
+        })
+        .filter(|name| !known.contains(&name.as_str()))
+        .collect())
+}
+
+/// The known key nearest to `name`, when it is close enough to be what was
+/// meant: at most two edits (a letter added, dropped, changed, or two
+/// swapped), or a quarter of the longer name's letters.
+pub(super) fn nearest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= (name.chars().count().max(k.chars().count()) / 4).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Edits (insert, delete, substitute, swap two neighbours) from `a` to
+/// `b`, case aside.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    // d[i][j]: edits from a[..i] to b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// Each warning is logged once per process.
+fn warn_once(msg: &str) {
+    static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.insert(msg.to_owned()) {
+        tracing::warn!("{msg}");
+    }
 }
 
 /// A value as named in error messages (`"text"`, `a list`, ...).
@@ -189,5 +316,34 @@ pub(super) fn as_u64(v: &Value) -> Option<u64> {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_find_their_key_and_strangers_do_not() {
+        let known = ["ttl_cleanup_interval", "path", "workers", "max_bytes"];
+        assert_eq!(
+            nearest("ttl_cleanup_intervall", &known),
+            Some("ttl_cleanup_interval")
+        );
+        assert_eq!(nearest("max_byte", &known), Some("max_bytes"));
+        assert_eq!(nearest("pth", &known), Some("path"));
+        assert_eq!(nearest("wokrers", &known), Some("workers"));
+        assert_eq!(nearest("Workers", &known), Some("workers"));
+        assert_eq!(nearest("colour", &known), None);
+        assert_eq!(
+            nearest("keystroe", &["keystore", "system", "metrics"]),
+            Some("keystore")
+        );
+        assert_eq!(
+            nearest("database", &["keystore", "system", "metrics"]),
+            None
+        );
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("ab", "ba"), 1);
     }
 }

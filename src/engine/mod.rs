@@ -82,6 +82,7 @@ pub(crate) mod limiter;
 pub(crate) mod metrics_actor;
 pub(crate) mod request;
 pub(crate) mod supervisor;
+mod tiered;
 pub(crate) mod timer;
 
 use host::{Host, MayWait};
@@ -156,11 +157,6 @@ impl Engine {
             Engine::Live(live) => Some(live),
             Engine::Noop(_) => None,
         }
-    }
-
-    /// The in-process tier, when `keystore.l1.enabled`.
-    pub(crate) fn tier(&self) -> Option<&Tier> {
-        self.live()?.tier.as_deref()
     }
 
     /// The recorder every call of this engine records into.

@@ -3,10 +3,13 @@
 //!
 //! 1. **No-op engine** (`keystore.enabled: false`): the command's own
 //!    `disabled()` answer; nothing runs.
-//! 2. **Tier**: a write takes what it changes in the in-process tier
-//!    ([`Command::touch`](crate::command::Command::touch)) before it runs,
-//!    and applies it when the answer comes back (then publishes it on the
-//!    backplane).
+//! 2. **Tier** (`keystore.l1.enabled`): a read of values
+//!    ([`TierRead`](crate::command::TierRead)) answers from the tier's
+//!    fresh copies and fills it from the backend
+//!    ([`tiered`](super::tiered)); a write takes what it changes in the
+//!    tier ([`Command::touch`](crate::command::Command::touch)) before it
+//!    runs, and applies it when the answer comes back (then publishes it
+//!    on the backplane).
 //! 3. **In place** (RocksDB): what memory can answer and writes RocksDB
 //!    takes without stalling run on the caller's thread
 //!    ([`in_place`](super::in_place)). It never waits, so it takes no
@@ -43,12 +46,16 @@ impl Engine {
                 return finish(command.disabled()?);
             }
         };
-        let touch = match live.tier.as_deref() {
-            Some(tier) => call.touch(tier).map(|touch| (tier, touch)),
-            None => None,
+        let Some(tier) = live.tier.as_deref() else {
+            return live.run(call).await;
         };
+        let call = match call.through_tier() {
+            Ok(read) => return live.read_through(tier, read).await,
+            Err(call) => call,
+        };
+        let touch = call.touch(tier);
         let answer = live.run(call).await;
-        if let Some((tier, touch)) = touch {
+        if let Some(touch) = touch {
             // Boxed: the publish it may send would otherwise make every
             // call's future, reads included, as large as a second send.
             Box::pin(live.touched(tier, touch, answer.is_ok())).await;
@@ -59,7 +66,7 @@ impl Engine {
 
 impl Live {
     /// [`Engine::call`] past the tier: in place when it can be, else sent.
-    async fn run<K: Call>(&self, call: K) -> Result<K::Answer> {
+    pub(super) async fn run<K: Call>(&self, call: K) -> Result<K::Answer> {
         match self.start_in_place(&call) {
             InPlace::Answered(answer) => {
                 share_the_thread().await;
@@ -77,7 +84,11 @@ impl Live {
             InPlace::Elsewhere => {}
         }
         let (command, finish) = call.into_command();
-        finish(self.send(command).await?)
+        // Boxed: a sent call's state (the permit wait, the route, the
+        // reply wait) is the largest of the path; held inline it would
+        // size every call's future, and a warm read, answered above,
+        // would copy all of it each time its future is made and moved.
+        finish(Box::pin(self.send(command)).await?)
     }
 
     /// Admits `command`, routes it to the backend and waits for its answer.

@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::decode::decode;
-use super::encode;
 use super::{Keystore, flight, lock};
+use crate::command::{Found, Read, ReadEntry};
 use crate::config::BackendKind;
 use crate::engine;
 use crate::error::{ErrorKind, KeystoreError, Result};
@@ -38,8 +38,30 @@ impl Keystore {
     {
         let eager = self.inner.config.tier.eager_refresh;
         self.recorded(Op::GetOrSet, async {
-            let found = self.read_one(name, eager > 0.0, |json| decode(name, json));
-            if let Some(found) = found.await? {
+            // A name the load could not be stored under: refused before
+            // the loader runs.
+            self.name_fits(name)?;
+            let decoder = |json: Json<'_>| decode(name, json);
+            let found = if eager > 0.0 {
+                let now = self.inner.clock.now_unix();
+                let read = ReadEntry {
+                    key: name,
+                    now,
+                    decode: decoder,
+                };
+                self.engine().call(read).await?
+            } else {
+                let read = Read {
+                    key: name,
+                    decode: decoder,
+                };
+                let value = self.engine().call(read).await?;
+                value.map(|value| Found {
+                    value,
+                    expires_at: None,
+                })
+            };
+            if let Some(found) = found {
                 let value = found.value;
                 if let (Some(expires_at), Some(secs)) = (found.expires_at, self.resolve_ttl(ttl))
                     && tier::is_due(self.inner.clock.now_unix(), expires_at, secs, eager)
@@ -177,7 +199,7 @@ impl Keystore {
                 ));
             }
         };
-        let json = encode(name, &value)?;
+        let json = self.encode(name, &value)?;
         let raw = serde_json::value::RawValue::from_string(json).map_err(|e| {
             KeystoreError::new(
                 ErrorKind::Serialization,

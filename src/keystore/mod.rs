@@ -7,7 +7,6 @@
 //! built, run through `Engine::call` (the one request path: no-op engine,
 //! tier, in place, admission, route, deadline), its answer finished, the
 //! outcome recorded.
-//! Reads of one name go through the in-process tier first ([`tiered`]);
 //! [`get_or_set`] adds single flight, eager refresh and the cross-process
 //! load lock on top of those reads and writes.
 //!
@@ -41,7 +40,6 @@ mod depth;
 mod flight;
 mod get_or_set;
 mod lock;
-mod tiered;
 
 pub use blocking::BlockingKeystore;
 pub use builder::KeystoreBuilder;
@@ -122,7 +120,7 @@ impl Keystore {
         let set = || {
             Ok(Set {
                 key: name.into(),
-                json: encode(name, value)?,
+                json: self.encode(name, value)?,
                 ttl: self.resolve_ttl(ttl),
             })
         };
@@ -135,22 +133,13 @@ impl Keystore {
     /// ([`ErrorKind::Serialization`]), and so is a RocksDB value not in the
     /// stored format ([`ErrorKind::CorruptValue`]).
     pub async fn get_cache<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
-        if self.engine().tier().is_none() {
-            let read = || {
-                Ok(Read {
-                    key: name,
-                    decode: |json: Json<'_>| decode(name, json),
-                })
-            };
-            return self.run(Op::Get, read, Ok).await;
-        }
-        self.recorded(Op::Get, async {
-            let found = self.read_one(name, false, |json| decode(name, json));
-            let value = found.await?.map(|f| f.value);
-            let outcome = value.outcome(Op::Get);
-            Ok((value, outcome))
-        })
-        .await
+        let read = || {
+            Ok(Read {
+                key: name,
+                decode: |json: Json<'_>| decode(name, json),
+            })
+        };
+        self.run(Op::Get, read, Ok).await
     }
 
     /// The raw JSON text stored under `name`, without decoding it.
@@ -176,22 +165,6 @@ impl Keystore {
         &self,
         names: &[S],
     ) -> Result<Vec<Option<T>>> {
-        if let Some(tier) = self.engine().tier() {
-            return self
-                .recorded(Op::GetMany, async {
-                    let keys: Vec<Arc<str>> = names.iter().map(|n| Arc::from(n.as_ref())).collect();
-                    let texts = self.read_many(tier, &keys).await?;
-                    let values = keys
-                        .iter()
-                        .zip(texts)
-                        .map(|(name, t)| {
-                            t.map(|t| decode(name, Json::Text(t.as_str()))).transpose()
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    Ok((values, Outcome::Ok))
-                })
-                .await;
-        }
         let read = || Ok(ReadMany { keys: names });
         self.run(Op::GetMany, read, |texts| {
             if texts.len() != names.len() {
@@ -233,7 +206,7 @@ impl Keystore {
                 .iter()
                 .map(|(name, value)| {
                     let name = name.as_ref();
-                    Ok((Arc::from(name), encode(name, value)?))
+                    Ok((Arc::from(name), self.encode(name, value)?))
                 })
                 .collect::<Result<_>>()?;
             Ok(SetMany {
@@ -541,17 +514,65 @@ impl Keystore {
     }
 }
 
-/// `value` as JSON text, or an error naming `name`. A value nested deeper
-/// than serde_json reads back is refused (see [`depth`]): serializing it
-/// would otherwise recurse until the stack overflows.
-fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<String> {
-    serde_json::to_string(&depth::Limited::new(value)).map_err(|e| {
-        KeystoreError::new(
-            ErrorKind::Serialization,
-            format!("cannot encode the value for key {name:?} as JSON"),
-        )
-        .with_source(e)
-    })
+impl Keystore {
+    /// `value` as the JSON text to store under `name`, or an error naming
+    /// `name`: a name or text larger than the keystore takes
+    /// (`keystore.max_key_bytes`, `keystore.max_value_bytes`), or a value
+    /// nested deeper than serde_json reads back (see [`depth`]: serializing
+    /// it would otherwise recurse until the stack overflows).
+    fn encode<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<String> {
+        self.name_fits(name)?;
+        let json = serde_json::to_string(&depth::Limited::new(value)).map_err(|e| {
+            KeystoreError::new(
+                ErrorKind::Serialization,
+                format!("cannot encode the value for key {name:?} as JSON"),
+            )
+            .with_source(e)
+        })?;
+        let max = self.inner.config.engine.max_value_bytes;
+        if json.len() > max {
+            return Err(KeystoreError::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "the value for key {:?} is {} bytes of JSON, more than \
+                     keystore.max_value_bytes ({max}); nothing was sent to {}. Store \
+                     less under one name, or raise the limit",
+                    shown(name),
+                    json.len(),
+                    self.backend()
+                ),
+            ));
+        }
+        Ok(json)
+    }
+
+    /// Refuses a name longer than `keystore.max_key_bytes`, before a write
+    /// under it.
+    fn name_fits(&self, name: &str) -> Result<()> {
+        let max = self.inner.config.engine.max_key_bytes;
+        if name.len() <= max {
+            return Ok(());
+        }
+        Err(KeystoreError::new(
+            ErrorKind::TooLarge,
+            format!(
+                "key {:?} is {} bytes long, more than keystore.max_key_bytes ({max}); \
+                 nothing was sent to {}. Use a shorter name (a hash of a long one), or \
+                 raise the limit",
+                shown(name),
+                name.len(),
+                self.backend()
+            ),
+        ))
+    }
+}
+
+/// `name` for a message: its first 64 characters, and `…` when there are more.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &name[..cut]),
+        None => name.to_owned(),
+    }
 }
 
 impl std::fmt::Debug for Keystore {

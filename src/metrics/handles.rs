@@ -15,7 +15,7 @@ use crate::error::ErrorKind;
 
 /// The error kinds any op can meet once the engine runs, registered at 0
 /// when it starts. (Config, Locked, NotFound, Io... happen at open, Auth and
-/// Tls are per deployment, Usage is a caller's bug, Storage and Protocol a
+/// Tls are per deployment, Usage and TooLarge a caller's bug, Storage and Protocol a
 /// damaged disk or a foreign server: those appear on first use.)
 const EXPECTED_ERRORS: [ErrorKind; 7] = [
     ErrorKind::Timeout,

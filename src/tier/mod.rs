@@ -157,7 +157,8 @@ impl Tier {
         }
     }
 
-    fn now(&self) -> Duration {
+    /// Now on the keystore's clock.
+    pub(crate) fn now(&self) -> Duration {
         self.clock.now_unix()
     }
 
@@ -179,19 +180,24 @@ impl Tier {
         found
     }
 
-    /// The last copy of `name` if its fresh life ended no more than
-    /// `keystore.fail_safe.max_age` ago (the backend just failed); counted
-    /// as stale served.
-    pub(crate) fn stale(&self, name: &str) -> Option<Arc<str>> {
+    /// The last copy of each of `names`, in their order, if every one's
+    /// fresh life ended no more than `keystore.fail_safe.max_age` ago (the
+    /// backend just failed); counted as stale served only then.
+    pub(crate) fn stale_copies<S: AsRef<str>>(&self, names: &[S]) -> Option<Vec<Arc<str>>> {
         if self.max_age.is_zero() {
             return None;
         }
-        let copy = self.cache.get(name)?;
-        if self.now() > copy.fresh_until + self.max_age {
-            return None;
-        }
-        self.recorder.tier(TierCount::StaleServed, 1);
-        Some(copy.json.clone())
+        let now = self.now();
+        let copies = names
+            .iter()
+            .map(|name| {
+                let copy = self.cache.get(name.as_ref())?;
+                (now <= copy.fresh_until + self.max_age).then(|| copy.json.clone())
+            })
+            .collect::<Option<Vec<_>>>()?;
+        self.recorder
+            .tier(TierCount::StaleServed, copies.len() as u64);
+        Some(copies)
     }
 
     /// A ticket for a backend call about `name` (see [`Ticket`]).
@@ -399,9 +405,9 @@ mod tests {
         assert!(t.get("long").is_some());
         clock.advance(Duration::from_secs(3));
         assert!(t.get("long").is_none(), "ttl_max is 5 s");
-        assert_eq!(t.stale("long").as_deref(), Some("2"));
+        assert_eq!(t.stale_copies(&["long"]), Some(vec![Arc::from("2")]));
         clock.advance(Duration::from_secs(10));
-        assert!(t.stale("long").is_none());
+        assert!(t.stale_copies(&["long"]).is_none());
     }
 
     #[test]

@@ -6,15 +6,23 @@
 //! - **The handle, not the backend.** The point is to measure what an
 //!   application gets: the in-flight limiter, the queue hop, JSON encoding and
 //!   the backend together.
-//! - **Deterministic keys.** Operation `i` (counted over the whole run) uses key
-//!   `load:{i mod K:08}`, and whether it reads is a pure function of `i`. A
-//!   write-only run of at least `K` ops therefore writes every key, so a
-//!   read-only run over the same `--keys` afterwards hits every time.
+//! - **Deterministic keys.** Which key operation `i` (counted over the whole
+//!   run) uses, and whether it reads, are pure functions of `i` and
+//!   `--seed` (see [`keys`]). By default operation `i` uses key
+//!   `load:{i mod K:08}`: a write-only run of at least `K` ops writes every
+//!   key, so a read-only run over the same `--keys` afterwards hits every
+//!   time; `--key-dist` skews it (uniform, zipfian, a hot set).
 //! - **No shared state on the hot path.** Task `t` of `C` runs operations
 //!   `t, t + C, t + 2C, …` (so `--ops N` runs exactly `N`), records each
 //!   latency in its own HDR histogram, and the histograms are merged once at
 //!   the end. The only shared write is a relaxed counter bumped every
 //!   [`PROGRESS_BATCH`] operations for the progress line.
+//! - **Closed or open loop.** Without `--rate` each caller sends its next
+//!   operation when its last one is answered: a stalled backend then
+//!   receives only the callers' few operations, and the percentiles hide
+//!   the stall (coordinated omission). With `--rate` every operation is due
+//!   at its own time and its latency counts from then, so each operation
+//!   the stall delays shows it (wrk2's correction).
 //! - **Errors are data.** A failed operation is counted by
 //!   [`ErrorKind`](objdatakey::ErrorKind) (its latency is recorded too: a
 //!   timeout is what the caller waited), and the run goes on. Only a config or
@@ -23,6 +31,7 @@
 //!   of the run is done (warm) and at the end, so "RSS stays flat after
 //!   warm-up" can be checked from one run.
 
+mod keys;
 mod memory;
 mod plan;
 mod summary;
@@ -35,8 +44,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use objdatakey::{Config, Keystore, Ttl};
 
+pub use keys::KeyDist;
+use keys::Keys;
 use memory::{monitor, peak_rss_bytes, rss_bytes};
-use plan::{Counts, Plan, Until, task};
+use plan::{Counts, Plan, Schedule, Until, task};
 use summary::Summary;
 
 /// Operations a task runs before it adds them to the shared progress counter.
@@ -56,14 +67,33 @@ pub struct LoadArgs {
     /// Run for this many seconds instead of a fixed number of operations.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// An open loop at this many operations per second in total: each
+    /// operation is due at its own time (spread over the callers) and its
+    /// latency is measured from then, so a stall shows in the percentiles
+    /// (wrk2's correction of coordinated omission). --concurrency bounds
+    /// the operations in flight; when all are busy the schedule keeps its
+    /// times and the late operations are counted (`late_ops`). Without it,
+    /// a closed loop: each caller sends when its last answer came.
+    #[arg(long, value_name = "OPS_PER_SEC", value_parser = parse_rate)]
+    rate: Option<f64>,
     /// Concurrent callers (tokio tasks sharing one handle).
     #[arg(long, value_name = "C", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     concurrency: u64,
-    /// Key space: operations cycle over keys load:00000000 .. load:{K-1}.
+    /// Key space: keys load:00000000 .. load:{K-1}.
     #[arg(long, value_name = "K", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     keys: u64,
+    /// Which key each operation uses: `sequential` (operation i uses key
+    /// i mod K, so a write run of K ops writes every key), `uniform`,
+    /// `zipf[:S]` (YCSB's scrambled zipfian, S below 1, default 0.99) or
+    /// `hotset:FRACTION:PROBABILITY` (e.g. hotset:0.1:0.9: 90% of the
+    /// operations on 10% of the keys).
+    #[arg(long, value_name = "DIST", default_value = "sequential")]
+    key_dist: KeyDist,
+    /// Seed of the random key distributions: the same seed repeats a run.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
     /// Size of each stored value's JSON text in bytes (a JSON string, so at least 2).
     #[arg(long, value_name = "B", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(2..=64 * 1024 * 1024))]
@@ -108,6 +138,20 @@ fn parse_ratio(s: &str) -> Result<f64, String> {
     } else {
         Err(format!(
             "{r} is out of range: the read ratio is a fraction from 0 (writes only) to 1 (reads only)"
+        ))
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of operations per second"))?;
+    if r.is_finite() && r > 0.0 && r <= 1e8 {
+        Ok(r)
+    } else {
+        Err(format!(
+            "{s} operations per second: the rate must be above 0 (and at most 100000000)"
         ))
     }
 }
@@ -168,8 +212,12 @@ pub fn run(
     };
     let plan = Arc::new(Plan {
         until,
+        schedule: args.rate.map(|rate| Schedule {
+            start: started,
+            period: 1.0 / rate,
+        }),
         concurrency: args.concurrency,
-        keys: args.keys,
+        keys: Keys::new(args.key_dist, args.keys, args.seed),
         read_ratio: args.read_ratio,
         ttl: args.ttl,
         value,
@@ -209,9 +257,12 @@ pub fn run(
         backend,
         concurrency: args.concurrency,
         keys: args.keys,
+        key_dist: args.key_dist,
+        seed: args.seed,
         value_bytes: args.value_bytes,
         read_ratio: args.read_ratio,
         ttl: args.ttl,
+        rate: args.rate,
         elapsed,
         counts: Counts::merge(tasks)?,
         loader_calls: (args.mode == Mode::GetOrSet)

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use objdatakey::{Keystore, Ttl};
 use serde::de::IgnoredAny;
 
+use super::keys::{Keys, splitmix64};
 use super::{Mode, PROGRESS_BATCH};
 
 #[derive(Debug, Clone, Copy)]
@@ -21,11 +22,38 @@ pub(super) enum Until {
     Deadline(Instant),
 }
 
+/// When an open-loop run (`--rate`) means each operation to start.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Schedule {
+    /// When operation 0 is due.
+    pub(super) start: Instant,
+    /// Seconds between two operations of the whole run (1 / rate).
+    pub(super) period: f64,
+}
+
+/// An operation that starts more than this after its intended time is
+/// counted late: the schedule was behind (every caller busy, or the
+/// backend slow), beyond what the timer's own 1 ms granularity explains.
+pub(super) const LATE_AFTER: Duration = Duration::from_millis(2);
+
+impl Schedule {
+    /// When operation `i` is due.
+    fn at(&self, i: u64) -> Instant {
+        self.start + Duration::from_secs_f64(i as f64 * self.period)
+    }
+}
+
 /// What every task needs, shared read-only.
 pub(super) struct Plan {
     pub(super) until: Until,
+    /// `--rate`: an open loop, each operation timed from when it was due
+    /// (a stall shows in every operation it delays, not only in those
+    /// under way); `None`: a closed loop, each caller sends its next
+    /// operation when its last one is answered.
+    pub(super) schedule: Option<Schedule>,
     pub(super) concurrency: u64,
-    pub(super) keys: u64,
+    /// Which key each operation uses (`--key-dist`, `--seed`).
+    pub(super) keys: Keys,
     pub(super) read_ratio: f64,
     pub(super) ttl: Ttl,
     /// The stored value: a JSON string whose text is `--value-bytes` long.
@@ -52,14 +80,6 @@ impl Plan {
     }
 }
 
-/// SplitMix64's finaliser: a cheap bijective mix of the op index.
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// What one task saw, or (merged) the whole run.
 pub(super) struct Counts {
     pub latency_ns: Histogram<u64>,
@@ -67,6 +87,9 @@ pub(super) struct Counts {
     pub sets: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Open loop: operations that started later than [`LATE_AFTER`] past
+    /// their intended time.
+    pub late: u64,
     /// Count and first message per error kind.
     pub errors: BTreeMap<&'static str, (u64, String)>,
 }
@@ -82,6 +105,7 @@ impl Counts {
             sets: 0,
             hits: 0,
             misses: 0,
+            late: 0,
             errors: BTreeMap::new(),
         }
     }
@@ -97,6 +121,7 @@ impl Counts {
             all.sets += r.sets;
             all.hits += r.hits;
             all.misses += r.misses;
+            all.late += r.late;
             for (k, (n, first)) in r.errors {
                 all.errors.entry(k).or_insert((0, first)).0 += n;
             }
@@ -117,14 +142,25 @@ pub(super) async fn task(
     let mut i = first;
     let mut unreported = 0u64;
     loop {
-        let started = Instant::now();
+        // Open loop: the operation's time is when it was due, however late
+        // this caller gets to it; closed loop: now.
+        let due = plan.schedule.map(|s| s.at(i));
+        let started = due.unwrap_or_else(Instant::now);
         match plan.until {
             Until::Ops(n) if i >= n => break,
             Until::Deadline(t) if started >= t => break,
             _ => {}
         }
+        if let Some(due) = due {
+            let now = Instant::now();
+            if now < due {
+                tokio::time::sleep_until(due.into()).await;
+            } else if now - due > LATE_AFTER {
+                r.late += 1;
+            }
+        }
         key.clear();
-        let _ = write!(key, "load:{:08}", i % plan.keys);
+        let _ = write!(key, "load:{:08}", plan.keys.of(i));
         let outcome = if plan.mode == Mode::GetOrSet {
             r.gets += 1;
             let source = plan.clone();
@@ -180,14 +216,16 @@ pub(super) async fn task(
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys::KeyDist;
     use super::*;
 
     #[test]
     fn read_choice_is_deterministic_and_close_to_the_ratio() {
         let plan = Plan {
             until: Until::Ops(0),
+            schedule: None,
             concurrency: 1,
-            keys: 1,
+            keys: Keys::new(KeyDist::Sequential, 1, 1),
             read_ratio: 0.3,
             ttl: Ttl::Never,
             value: String::new(),

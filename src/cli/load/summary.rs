@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use objdatakey::Ttl;
 
+use super::keys::KeyDist;
 use super::memory::MemorySamples;
 use super::plan::Counts;
 
@@ -12,9 +13,13 @@ pub(super) struct Summary {
     pub(super) backend: String,
     pub(super) concurrency: u64,
     pub(super) keys: u64,
+    pub(super) key_dist: KeyDist,
+    pub(super) seed: u64,
     pub(super) value_bytes: u64,
     pub(super) read_ratio: f64,
     pub(super) ttl: Ttl,
+    /// `--rate`: the open loop's intended rate.
+    pub(super) rate: Option<f64>,
     pub(super) elapsed: Duration,
     /// Every task's counts, merged.
     pub(super) counts: Counts,
@@ -81,6 +86,9 @@ impl Summary {
         serde_json::json!({
             "ops": self.ops(),
             "ops_per_sec": self.ops_per_sec(),
+            "intended_rate": self.rate,
+            "achieved_rate": self.ops_per_sec(),
+            "late_ops": self.counts.late,
             "p50_us": self.q_us(0.50),
             "p95_us": self.q_us(0.95),
             "p99_us": self.q_us(0.99),
@@ -97,6 +105,8 @@ impl Summary {
             "backend": self.backend,
             "concurrency": self.concurrency,
             "keys": self.keys,
+            "key_dist": self.key_dist.to_string(),
+            "seed": self.seed,
             "value_bytes": self.value_bytes,
             "read_ratio": self.read_ratio,
             "ttl": self.ttl_text(),
@@ -112,17 +122,25 @@ impl Summary {
 
     pub(super) fn print_text(&self) {
         println!(
-            "load: {} ops on {} in {:.2} s (concurrency {}, {} keys, {}-byte values, read ratio {}, ttl {})",
+            "load: {} ops on {} in {:.2} s (concurrency {}, {} keys {}, {}-byte values, read ratio {}, ttl {})",
             self.ops(),
             self.backend,
             self.elapsed.as_secs_f64(),
             self.concurrency,
             self.keys,
+            self.key_dist,
             self.value_bytes,
             self.read_ratio,
             self.ttl_text()
         );
-        println!("throughput: {:.0} ops/s", self.ops_per_sec());
+        match self.rate {
+            Some(rate) => println!(
+                "throughput: {:.0} ops/s (open loop at {rate} ops/s; {} ops started late, latency from when each was due)",
+                self.ops_per_sec(),
+                self.counts.late
+            ),
+            None => println!("throughput: {:.0} ops/s", self.ops_per_sec()),
+        }
         println!(
             "latency: p50 {:.1} us, p95 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
             self.q_us(0.50),
