@@ -241,7 +241,7 @@ pub struct EngineConfig {
     pub get_or_set_lock: Option<Duration>,
     /// `keystore.max_value_bytes`: the largest JSON text a write stores
     /// (default 64 MiB); a larger one is refused before it reaches the
-    /// backend ([`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)), so a
+    /// backend ([`ErrorKind::TooLarge`]), so a
     /// value written by mistake does not stall a server.
     pub max_value_bytes: usize,
     /// `keystore.max_key_bytes`: the longest name a write stores under
