@@ -124,17 +124,14 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("Config: {}", config.source);
             println!("Current keystore type: {}", config.backend);
             if strict && !config.unknown_keys.is_empty() {
-                for w in config
-                    .warnings
-                    .iter()
-                    .filter(|w| w.contains("is not a known key"))
-                {
-                    eprintln!("error: {w}");
+                for unknown in &config.unknown_keys {
+                    eprintln!("error: {unknown}");
                 }
+                let keys: Vec<&str> = config.unknown_keys.iter().map(|u| u.key.as_str()).collect();
                 eprintln!(
                     "error: {}: unknown keys refused by check --strict: {}; fix or remove them",
                     config.source,
-                    config.unknown_keys.join(", "),
+                    keys.join(", "),
                 );
                 return Ok(ExitCode::from(2));
             }

@@ -97,8 +97,12 @@ impl<T, D: Fn(Json<'_>) -> Result<T>> Call for Read<'_, D> {
 impl<T, D: Fn(Json<'_>) -> Result<T>> TierRead for Read<'_, D> {
     type Answer = Option<T>;
 
-    fn names(&self) -> Vec<&str> {
-        vec![self.key]
+    fn count(&self) -> usize {
+        1
+    }
+
+    fn name(&self, _i: usize) -> &str {
+        self.key
     }
 
     fn answer(self, found: Vec<Option<Remembered>>) -> Result<Option<T>> {

@@ -90,8 +90,12 @@ impl<K: AsRef<str>> Call for ReadMany<'_, K> {
 impl<K: AsRef<str>> TierRead for ReadMany<'_, K> {
     type Answer = ValueTexts;
 
-    fn names(&self) -> Vec<&str> {
-        self.keys.iter().map(AsRef::as_ref).collect()
+    fn count(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        self.keys[i].as_ref()
     }
 
     fn answer(self, found: Vec<Option<Remembered>>) -> Result<ValueTexts> {

@@ -213,10 +213,15 @@ pub(crate) trait TierRead {
     /// What the caller gets.
     type Answer;
 
-    /// The names read, in the order the answer wants them.
-    fn names(&self) -> Vec<&str>;
+    /// How many names are read.
+    fn count(&self) -> usize;
 
-    /// The answer from what was found for each of [`names`](Self::names)
+    /// The `i`th name read (`i < count()`), in the order the answer wants
+    /// them. Asked one at a time so a read of one name allocates no list
+    /// of names on its way through the tier.
+    fn name(&self, i: usize) -> &str;
+
+    /// The answer from what was found for each [`name`](Self::name)
     /// (`None`: missing or expired).
     fn answer(self, found: Vec<Option<Remembered>>) -> Result<Self::Answer>;
 }
@@ -237,7 +242,11 @@ pub(crate) struct NotTiered<A>(Infallible, PhantomData<fn() -> A>);
 impl<A> TierRead for NotTiered<A> {
     type Answer = A;
 
-    fn names(&self) -> Vec<&str> {
+    fn count(&self) -> usize {
+        match self.0 {}
+    }
+
+    fn name(&self, _i: usize) -> &str {
         match self.0 {}
     }
 

@@ -374,11 +374,35 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Deprecations and ignored keys found while loading, one sentence each.
     pub warnings: Vec<String>,
-    /// The keys of the file that are not settings of ours, in full
-    /// (`keystore.rocksdb.ttl_cleanup_intervall`): each is ignored with a
-    /// warning naming the nearest known key, and `objdatakey check
+    /// The keys of the file that are not settings of ours: each is ignored
+    /// with a warning naming the nearest known key, and `objdatakey check
     /// --strict` refuses the file.
-    pub unknown_keys: Vec<String>,
+    pub unknown_keys: Vec<UnknownKey>,
+}
+
+/// A key of the config file that is not a setting of ours. Its
+/// [`Display`](std::fmt::Display) is the sentence the warning says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnknownKey {
+    /// The file it is in (the base file or its overlay), or the name of
+    /// the text loaded.
+    pub file: String,
+    /// The key in full (`keystore.rocksdb.ttl_cleanup_intervall`).
+    pub key: String,
+    /// How to fix it: the nearest known key (`did you mean
+    /// ttl_cleanup_interval?`), or where the known keys are listed.
+    pub hint: String,
+}
+
+impl fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} is not a known key; ignored ({})",
+            self.file, self.key, self.hint
+        )
+    }
 }
 
 impl Default for Config {

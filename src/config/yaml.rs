@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::UnknownKey;
 use crate::error::{ErrorKind, KeystoreError, Result};
 
 /// The YAML tree with its origin, for path-aware lookups and errors.
@@ -130,40 +131,36 @@ impl Doc<'_> {
     ) -> Result<Option<f64>> {
         match self.get(path)? {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => {
-                let f = match v {
-                    Value::Number(n) => n.as_f64(),
-                    Value::String(s) => s.trim().parse::<f64>().ok(),
-                    _ => None,
-                };
-                match f {
-                    Some(f) if f.is_finite() && ok(f) => Ok(Some(f)),
-                    _ => Err(self.err(path, format!("expected {expected}, got {}", show(v)))),
-                }
-            }
+            Some(v) => match number(v) {
+                Some(f) if f.is_finite() && ok(f) => Ok(Some(f)),
+                _ => Err(self.err(path, format!("expected {expected}, got {}", show(v)))),
+            },
         }
     }
 
     pub(super) fn seconds_at(&self, path: &[&str]) -> Result<Option<Duration>> {
         match self.get(path)? {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => {
-                let secs = match v {
-                    Value::Number(n) => n.as_f64(),
-                    Value::String(s) => s.trim().parse::<f64>().ok(),
-                    _ => None,
-                };
-                match secs {
-                    Some(s) if s.is_finite() && (0.0..=1e9).contains(&s) => {
-                        Ok(Some(Duration::from_secs_f64(s)))
-                    }
-                    _ => Err(self.err(
-                        path,
-                        format!("expected a number of seconds, got {}", show(v)),
-                    )),
+            Some(v) => match number(v) {
+                Some(s) if s.is_finite() && (0.0..=1e9).contains(&s) => {
+                    Ok(Some(Duration::from_secs_f64(s)))
                 }
-            }
+                _ => Err(self.err(
+                    path,
+                    format!("expected a number of seconds, got {}", show(v)),
+                )),
+            },
         }
+    }
+}
+
+/// A number written as one (`0.5`) or as a string of one (`"0.5"`), as
+/// the original module's files have both.
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
     }
 }
 
@@ -173,7 +170,7 @@ impl Doc<'_> {
 #[derive(Default)]
 pub(super) struct Notes {
     pub(super) warnings: Vec<String>,
-    pub(super) unknown_keys: Vec<String>,
+    pub(super) unknown_keys: Vec<UnknownKey>,
 }
 
 impl Notes {
@@ -227,11 +224,13 @@ fn note_unknown(doc: &Doc<'_>, at: &[&str], name: &str, hint: &str, notes: &mut 
         .chain([name])
         .collect::<Vec<_>>()
         .join(".");
-    notes.warn(format!(
-        "{}: {key} is not a known key; ignored ({hint})",
-        doc.origin
-    ));
-    notes.unknown_keys.push(key);
+    let unknown = UnknownKey {
+        file: doc.origin.to_owned(),
+        key,
+        hint: hint.to_owned(),
+    };
+    notes.warn(unknown.to_string());
+    notes.unknown_keys.push(unknown);
 }
 
 /// The keys of the mapping at `at` that are not in `known`.

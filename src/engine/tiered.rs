@@ -21,11 +21,11 @@ impl Live {
         tier: &Tier,
         read: R,
     ) -> Result<R::Answer> {
-        let names = read.names();
-        let mut found: Vec<Option<Remembered>> = Vec::with_capacity(names.len());
+        let count = read.count();
+        let mut found: Vec<Option<Remembered>> = Vec::with_capacity(count);
         let mut missing = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            match tier.get(name) {
+        for i in 0..count {
+            match tier.get(read.name(i)) {
                 Some(copy) => found.push(Some(Remembered {
                     text: Text::Shared(copy.json.clone()),
                     expires_at: Some(copy.expires_at),
@@ -39,12 +39,10 @@ impl Live {
         if missing.is_empty() {
             // Answered from memory without meeting a tokio resource, like
             // a read answered in place.
-            drop(names);
             share_the_thread().await;
             return read.answer(found);
         }
-        let keys: Vec<Arc<str>> = missing.iter().map(|&i| Arc::from(names[i])).collect();
-        drop(names);
+        let keys: Vec<Arc<str>> = missing.iter().map(|&i| Arc::from(read.name(i))).collect();
         let tickets: Vec<Ticket> = keys.iter().map(|k| tier.ticket(k)).collect();
         let now = tier.now();
         match self.run(Entries { keys: keys.clone() }).await {
